@@ -1,0 +1,52 @@
+# sdq — one entry point for developers and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+CONFIG ?= config.yaml
+export SDQ_CONFIG := $(abspath $(CONFIG))
+
+PY_SRC := libs/contracts/src services/*/src scripts/*/src
+
+.PHONY: help setup run test test-unit lint typecheck fmt bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/pyproject.toml)
+	@echo "==> creating $(VENV) (Python: $$($(PYTHON) --version))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check "uv==$$(grep -E '^uv==' constraints.txt | cut -d= -f3)"
+	@echo "==> installing pinned packages (constraints.txt)"
+	@$(UV) pip install --quiet --python $(PY) -c constraints.txt -r requirements-dev.txt
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create the venv with every package and tool, pinned
+
+run: setup ## the local stack end to end: submit a task, save the image to ./outputs/
+	@$(PY) -m sdq_local run --config $(CONFIG) --outputs outputs
+
+test: setup ## every test (unit, integration against moto + the runtime emulator, e2e)
+	@$(PY) -m pytest -q
+
+test-unit: setup ## the fast unit layer only
+	@$(PY) -m pytest -q -m unit
+
+lint: setup ## ruff lint + format check
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy --strict on every package's src
+	@for src in $(PY_SRC); do echo "mypy $$src"; MYPYPATH=$$src $(VENV)/bin/mypy $$src/* || exit 1; done
+
+fmt: setup ## format and autofix
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

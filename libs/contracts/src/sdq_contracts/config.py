@@ -1,0 +1,221 @@
+"""Deployment config: the one file (`config.yaml`) every stack, overlay and the local stack read.
+
+Validation errors are reported per field (``runtimes[1].type: ...``) so a user can fix the
+file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+STACK_PATTERN = r"^[a-z][a-z0-9-]{1,23}$"
+# SQS caps the visibility timeout at 12 hours; a task must fit inside one heartbeat window.
+MAX_TASK_TIMEOUT_SECONDS = 43_200
+
+
+class RuntimeType(StrEnum):
+    SDWEBUI = "sdwebui"
+    COMFYUI = "comfyui"
+
+
+class CapacityType(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Throttle(_Frozen):
+    """API Gateway usage-plan throttle (and the local front door's token bucket)."""
+
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 30.0
+    burst_limit: Annotated[int, Field(ge=1, le=5_000)] = 50
+
+
+class ApiConfig(_Frozen):
+    throttle: Throttle = Throttle()
+    # Bodies above this are refused with 413.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+    # Task messages above this are stored in the output bucket and referenced (claim check);
+    # SNS refuses messages over 256 KiB, attributes included.
+    claim_check_bytes: Annotated[int, Field(ge=1024, le=240_000)] = 200_000
+    # Days a task status row is kept (DynamoDB TTL).
+    status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class Buckets(_Frozen):
+    models: Annotated[str, Field(pattern=BUCKET_PATTERN)]
+    outputs: Annotated[str, Field(pattern=BUCKET_PATTERN)]
+
+
+class Scaling(_Frozen):
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Queued tasks per pod KEDA aims for; 1 means "one pod per waiting task" up to the max.
+    target_backlog_per_pod: Annotated[int, Field(ge=1, le=1000)] = 1
+    # Backlog at which scaling from zero starts.
+    activation_backlog: Annotated[int, Field(ge=0, le=1000)] = 0
+    # Seconds KEDA waits after the last activity before scaling to min_replicas.
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> Self:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class RuntimeConfig(_Frozen):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    type: RuntimeType
+    # Static model file loaded by the runtime at start-up (SD WebUI checkpoint title/filename);
+    # mutually exclusive with dynamic_model, where each task names its model.
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    dynamic_model: bool = False
+    # Container image of the runtime (the user's); pinned by tag or digest.
+    image: Annotated[str, Field(min_length=1)] | None = None
+    scaling: Scaling = Scaling()
+    instance_types: Annotated[tuple[str, ...], Field(min_length=1)] = ("g5.xlarge", "g6.xlarge")
+    # Order is preference: spot first, on-demand as fallback.
+    capacity_types: Annotated[tuple[CapacityType, ...], Field(min_length=1)] = (
+        CapacityType.SPOT,
+        CapacityType.ON_DEMAND,
+    )
+    task_timeout_seconds: Annotated[int, Field(ge=10, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
+    # Receives before a task is dead-lettered (the SQS redrive policy).
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+
+    @model_validator(mode="after")
+    def _one_model_mode(self) -> Self:
+        if self.dynamic_model and self.model is not None:
+            raise ValueError("set either 'model' (a static model file) or 'dynamic_model: true', not both")
+        if not self.dynamic_model and self.model is None:
+            raise ValueError("set 'model' (a static model file) or 'dynamic_model: true'")
+        return self
+
+    @field_validator("capacity_types")
+    @classmethod
+    def _unique_capacity(cls, value: tuple[CapacityType, ...]) -> tuple[CapacityType, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("capacity types must not repeat")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_type_shape(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            family, dot, size = item.partition(".")
+            if not dot or not family or not size:
+                raise ValueError(f"'{item}' is not an EC2 instance type like 'g5.xlarge'")
+        return value
+
+
+class ExistingVpc(_Frozen):
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    private_subnet_ids: Annotated[tuple[str, ...], Field(min_length=2)]
+    public_subnet_ids: tuple[str, ...] = ()
+
+
+class NetworkConfig(_Frozen):
+    vpc_cidr: str = "10.0.0.0/16"
+    # "single": one NAT gateway for all AZs (cheap); "per_az": one per AZ (no cross-AZ outage).
+    nat: Literal["single", "per_az", "none"] = "single"
+    availability_zones: Annotated[int, Field(ge=2, le=6)] = 3
+    existing_vpc: ExistingVpc | None = None
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a CIDR block") from exc
+        if net.version != 4 or net.prefixlen > 16:
+            raise ValueError("vpc_cidr must be an IPv4 block of /16 or larger")
+        return value
+
+
+class ClusterConfig(_Frozen):
+    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.33"
+    system_instance_types: Annotated[tuple[str, ...], Field(min_length=1)] = ("m6i.large",)
+    system_node_count: Annotated[int, Field(ge=1, le=10)] = 2
+    # IAM principals granted cluster-admin through EKS access entries.
+    admin_principal_arns: tuple[str, ...] = ()
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "sdq"
+
+
+class DeploymentConfig(_Frozen):
+    stack_name: Annotated[str, Field(pattern=STACK_PATTERN)]
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    buckets: Buckets
+    api: ApiConfig = ApiConfig()
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    runtimes: Annotated[tuple[RuntimeConfig, ...], Field(min_length=1)]
+
+    @field_validator("runtimes")
+    @classmethod
+    def _unique_names(cls, value: tuple[RuntimeConfig, ...]) -> tuple[RuntimeConfig, ...]:
+        seen: set[str] = set()
+        for runtime in value:
+            if runtime.name in seen:
+                raise ValueError(f"runtime name '{runtime.name}' is used more than once")
+            seen.add(runtime.name)
+        return value
+
+    def runtime(self, name: str) -> RuntimeConfig | None:
+        return next((r for r in self.runtimes if r.name == name), None)
+
+
+class ConfigError(ValueError):
+    """The deployment config is invalid; ``errors`` lists ``(field path, message)`` pairs."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  {loc}: {msg}" for loc, msg in errors)
+        super().__init__(f"invalid deployment config {source}:\n{lines}")
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> DeploymentConfig:
+    """Validate an already-parsed mapping; raises ConfigError with one entry per bad field."""
+    try:
+        return DeploymentConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = [(_loc(err["loc"]), err["msg"]) for err in exc.errors()]
+        raise ConfigError(source, errors) from None
+
+
+def load_config(path: str | Path) -> DeploymentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [("(yaml)", str(exc))]) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(str(path), [("(root)", "expected a mapping of settings")])
+    return parse_config(data, str(path))

@@ -1,0 +1,158 @@
+"""What travels between services: the task message (input topic → runtime queue), the result
+notification (output topic and webhook body), and the task status record (DynamoDB)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sdq_contracts.config import NAME_PATTERN
+from sdq_contracts.requests import TaskType
+
+MESSAGE_VERSION = 1
+
+# SNS/SQS message attribute names.
+ATTR_RUNTIME = "runtime"
+ATTR_TASKTYPE = "tasktype"
+ATTR_MODEL = "sd_model_checkpoint"
+ATTR_STATUS = "status"
+# Fallback carrier of the X-Ray trace header where the AWSTraceHeader system attribute is
+# absent (SNS→SQS in emulators does not set it).
+ATTR_TRACE_HEADER = "X-Amzn-Trace-Id"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiVersion(StrEnum):
+    V1ALPHA1 = "v1alpha1"
+    V1ALPHA2 = "v1alpha2"
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class TaskError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    # True when retrying the same task cannot succeed (bad request, invalid workflow, ...).
+    permanent: bool = True
+
+
+class TaskMessage(BaseModel):
+    """The internal task put on the input topic; the queue agent's unit of work."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = MESSAGE_VERSION
+    id: Annotated[str, Field(pattern=NAME_PATTERN)]
+    runtime: Annotated[str, Field(pattern=NAME_PATTERN)]
+    tasktype: TaskType
+    api_version: ApiVersion = ApiVersion.V1ALPHA2
+    prefix: str = ""
+    context: Any = None
+    callback_url: str | None = None
+    # Model requested by a v1alpha1 body (or a dynamic-model v1alpha2 task's content).
+    sd_model_checkpoint: str | None = None
+    # Exactly one of content (inline) or content_ref (claim check: s3://bucket/key) is set.
+    content: dict[str, Any] | None = None
+    content_ref: str | None = None
+    submitted_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _content_xor_ref(self) -> Self:
+        if (self.content is None) == (self.content_ref is None):
+            raise ValueError("exactly one of 'content' and 'content_ref' must be set")
+        if self.content_ref is not None and not self.content_ref.startswith("s3://"):
+            raise ValueError("content_ref must be an s3:// URI")
+        return self
+
+
+class ResultNotification(BaseModel):
+    """Published on the output topic (attributes runtime, status) and POSTed to callback_url."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    runtime: str
+    result: bool
+    status: TaskState
+    image_url: list[str] = Field(default_factory=list)
+    output_url: str
+    context: Any = None
+    error: TaskError | None = None
+    # Seconds per stage, e.g. {"queue": .., "fetch": .., "generate": .., "upload": ..}.
+    timings: dict[str, float] | None = None
+    trace_id: str | None = None
+
+
+class StatusRecord(BaseModel):
+    """One row of the task-status table, keyed by ``id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    runtime: str
+    tasktype: TaskType
+    status: TaskState
+    output_location: str
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outputs: list[str] = Field(default_factory=list)
+    error: TaskError | None = None
+    # sha256 of the canonical request body: the same id with another body is a conflict.
+    request_hash: str | None = None
+    # The accepted response, replayed for an identical retry of the same request.
+    response: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    trace_id: str | None = None
+    # Epoch seconds after which DynamoDB's TTL deletes the row.
+    expires_at: int | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        """A plain mapping for DynamoDB (no floats, no None values)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return _no_floats(data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> StatusRecord:
+        return cls.model_validate(_from_decimals(item))
+
+
+def _no_floats(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _no_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_floats(v) for v in value]
+    return value
+
+
+def _from_decimals(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_decimals(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""placeholder package init (replaced as the package is built)."""
