@@ -13,6 +13,8 @@ export SDQ_CONFIG := $(abspath $(CONFIG))
 
 PY_SRC := libs/contracts/src services/*/src scripts/*/src
 
+-include mk/*.mk
+
 .PHONY: help setup run test test-unit lint typecheck fmt bench clean
 
 help: ## list the targets

@@ -1,0 +1,74 @@
+"""pytest fixtures shared by every package's tests (loaded with ``-p sdq_local.pytest_plugin``).
+
+- ``aws_endpoint`` (session): a moto server on 127.0.0.1 on a free port, started once. When
+  ``SDQ_TEST_AWS_ENDPOINT_URL`` is set (LocalStack, a real account), that endpoint is used
+  instead and nothing is reset.
+- ``aws`` (function): the endpoint with state reset and the AWS_* environment pointing at it,
+  so code under test reaches AWS only through ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+TEST_REGION = "us-west-2"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    endpoint_url: str
+    region: str
+    emulated: bool
+
+    def reset(self) -> None:
+        if self.emulated:
+            request = urllib.request.Request(  # noqa: S310 - loopback moto server only
+                f"{self.endpoint_url}/moto-api/reset", method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                pass
+
+    def env(self) -> dict[str, str]:
+        env = {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
+               "AWS_REGION": self.region}
+        if self.emulated:
+            env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing"}
+        return env
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[AwsTarget]:
+    external = os.environ.get("SDQ_TEST_AWS_ENDPOINT_URL")
+    if external:
+        yield AwsTarget(external, os.environ.get("AWS_DEFAULT_REGION", TEST_REGION), False)
+        return
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield AwsTarget(f"http://127.0.0.1:{port}", TEST_REGION, True)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(aws_endpoint: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:
+    aws_endpoint.reset()
+    for key, value in aws_endpoint.env().items():
+        monkeypatch.setenv(key, value)
+    return aws_endpoint
