@@ -101,7 +101,9 @@ class RuntimeConfig(_Frozen):
     @model_validator(mode="after")
     def _one_model_mode(self) -> Self:
         if self.dynamic_model and self.model is not None:
-            raise ValueError("set either 'model' (a static model file) or 'dynamic_model: true', not both")
+            raise ValueError(
+                "set either 'model' (a static model file) or 'dynamic_model: true', not both"
+            )
         if not self.dynamic_model and self.model is None:
             raise ValueError("set 'model' (a static model file) or 'dynamic_model: true'")
         return self

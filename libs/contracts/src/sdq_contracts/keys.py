@@ -26,7 +26,9 @@ def image_key(prefix: str, task_id: str, n: int, ext: str = "png") -> str:
     """``{prefix}/{id}/{id}-{xxxx}-{n}.{ext}``; ``n`` counts from 1."""
     if n < 1:
         raise ValueError("output numbers count from 1")
-    return f"{output_prefix(prefix, task_id)}/{task_id}-{task_suffix(task_id)}-{n}.{ext.lstrip('.')}"
+    return (
+        f"{output_prefix(prefix, task_id)}/{task_id}-{task_suffix(task_id)}-{n}.{ext.lstrip('.')}"
+    )
 
 
 def response_key(prefix: str, task_id: str) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sdq_contracts.config import NAME_PATTERN
 from sdq_contracts.requests import TaskType
 
-MESSAGE_VERSION = 1
+MESSAGE_VERSION: Literal[1] = 1
 
 # SNS/SQS message attribute names.
 ATTR_RUNTIME = "runtime"
@@ -123,6 +123,8 @@ class StatusRecord(BaseModel):
     request_hash: str | None = None
     # The accepted response, replayed for an identical retry of the same request.
     response: dict[str, Any] | None = None
+    # Set once the task is on the input topic; a replay of an unpublished row publishes again.
+    published_at: datetime | None = None
     cancel_requested: bool = False
     trace_id: str | None = None
     # Epoch seconds after which DynamoDB's TTL deletes the row.

@@ -106,7 +106,9 @@ class V1Alpha1Scripts(BaseModel):
 
 # Keys of `alwayson_scripts` that route a v1alpha1 task; the agent strips them before the
 # body reaches SD WebUI.
-V1ALPHA1_ROUTING_KEYS = frozenset({"task", "id_task", "uid", "sd_model_checkpoint", "image_link", "save_dir"})
+V1ALPHA1_ROUTING_KEYS = frozenset(
+    {"task", "id_task", "uid", "sd_model_checkpoint", "image_link", "save_dir"}
+)
 
 
 class V1Alpha1Request(BaseModel):

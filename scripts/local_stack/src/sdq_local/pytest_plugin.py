@@ -41,11 +41,17 @@ class AwsTarget:
                 pass
 
     def env(self) -> dict[str, str]:
-        env = {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
-               "AWS_REGION": self.region}
+        env = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
         if self.emulated:
-            env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_SESSION_TOKEN": "testing"}
+            env |= {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+            }
         return env
 
 
@@ -55,7 +61,7 @@ def aws_endpoint() -> Iterator[AwsTarget]:
     if external:
         yield AwsTarget(external, os.environ.get("AWS_DEFAULT_REGION", TEST_REGION), False)
         return
-    from moto.server import ThreadedMotoServer
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only when emulating
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

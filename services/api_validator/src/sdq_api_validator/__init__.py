@@ -1,1 +1,1 @@
-"""placeholder package init (replaced as the package is built)."""
+"""sdq api_validator: the Lambda behind API Gateway that validates, records and queues tasks."""

@@ -1,0 +1,12 @@
+"""Repository-wide pytest fixtures (the shared AWS/emulator fixtures live in sdq_local.pytest_plugin)."""
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT

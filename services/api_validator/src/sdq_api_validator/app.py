@@ -1,0 +1,43 @@
+"""Composition root: settings → boto3 clients → adapters → TaskService → Api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdq_api_validator.domain.api import Api
+from sdq_api_validator.domain.service import ApiSettings, TaskService
+from sdq_api_validator.settings import Settings
+
+
+def build_api(settings: Settings, session: Any = None, endpoint_url: str | None = None) -> Api:
+    """Clients are created here once per process (one Lambda container, one front door)."""
+    # boto3 is imported on first use, not at module import: keeps the Lambda's cold import lean.
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    from sdq_api_validator.adapters.aws import (  # noqa: PLC0415
+        DynamoStatusStore,
+        S3ClaimStore,
+        SnsPublisher,
+    )
+
+    session = session or boto3.session.Session()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10
+    )
+
+    def client(name: str) -> Any:
+        return session.client(name, config=config, endpoint_url=endpoint_url)
+
+    service = TaskService(
+        ApiSettings(
+            runtimes=settings.runtimes,
+            output_bucket=settings.output_bucket,
+            claim_check_bytes=settings.claim_check_bytes,
+            status_ttl_days=settings.status_ttl_days,
+        ),
+        DynamoStatusStore(client("dynamodb"), settings.status_table),
+        SnsPublisher(client("sns"), settings.input_topic_arn),
+        S3ClaimStore(client("s3"), settings.output_bucket),
+    )
+    return Api(service, settings.max_body_bytes)

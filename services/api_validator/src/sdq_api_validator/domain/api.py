@@ -1,0 +1,157 @@
+"""API Gateway REST proxy event → TaskService call → proxy response. No AWS or HTTP library."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sdq_api_validator.domain.errors import ApiError
+from sdq_api_validator.domain.service import Outcome, TaskService
+from sdq_contracts.messages import ApiVersion
+
+log = structlog.get_logger("sdq.api")
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+_JSON_TYPES = ("application/json", "application/vnd.api+json")
+
+Route = Callable[[TaskService, "Request"], Outcome]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    resource: str
+    path: str
+    headers: Mapping[str, str]
+    path_parameters: Mapping[str, str]
+    body: bytes
+    request_id: str
+    status_base: str
+    trace_id: str | None
+
+
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    raw = event.get("headers") or {}
+    return {str(k).lower(): str(v) for k, v in raw.items() if v is not None}
+
+
+def _status_base(event: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    ctx = event.get("requestContext") or {}
+    domain = ctx.get("domainName") or headers.get("host") or "localhost"
+    proto = headers.get("x-forwarded-proto", "https")
+    stage = ctx.get("stage")
+    # Custom domains and the local front door serve at the root; execute-api hosts under /stage.
+    prefix = f"/{stage}" if stage and ".execute-api." in str(domain) else ""
+    return f"{proto}://{domain}{prefix}"
+
+
+def parse_event(event: Mapping[str, Any], trace_id: str | None = None) -> Request:
+    headers = _headers(event)
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "invalid_body", "the request body is not valid base64") from None
+    else:
+        body = raw.encode("utf-8")
+    ctx = event.get("requestContext") or {}
+    return Request(
+        method=str(event.get("httpMethod", "GET")).upper(),
+        resource=str(event.get("resource") or event.get("path") or "/"),
+        path=str(event.get("path") or "/"),
+        headers=headers,
+        path_parameters=dict(event.get("pathParameters") or {}),
+        body=body,
+        request_id=str(ctx.get("requestId") or ""),
+        status_base=_status_base(event, headers),
+        trace_id=trace_id,
+    )
+
+
+def _check_json(request: Request, max_body_bytes: int) -> None:
+    if len(request.body) > max_body_bytes:
+        raise ApiError(
+            413,
+            "body_too_large",
+            f"the request body is {len(request.body)} bytes; the limit is {max_body_bytes} bytes "
+            "(send input images by URL instead of inline base64)",
+        )
+    ctype = request.headers.get("content-type")
+    if ctype is not None and ctype.split(";", 1)[0].strip().lower() not in _JSON_TYPES:
+        raise ApiError(
+            415, "unsupported_media_type", "send the body as Content-Type: application/json"
+        )
+
+
+class Api:
+    """Routes one proxy event; every failure becomes a JSON error with the right status."""
+
+    def __init__(self, service: TaskService, max_body_bytes: int) -> None:
+        self._service = service
+        self._max_body = max_body_bytes
+        self._routes: dict[str, dict[str, Route]] = {
+            "/v1alpha1": {"POST": self._submit(ApiVersion.V1ALPHA1)},
+            "/v1alpha2": {"POST": self._submit(ApiVersion.V1ALPHA2)},
+            "/v1alpha2/tasks/{id}": {
+                "GET": lambda svc, req: svc.get(req.path_parameters.get("id", "")),
+                "DELETE": lambda svc, req: svc.cancel(req.path_parameters.get("id", "")),
+            },
+        }
+
+    def _submit(self, version: ApiVersion) -> Route:
+        def route(svc: TaskService, req: Request) -> Outcome:
+            _check_json(req, self._max_body)
+            return svc.submit(version, req.body, req.status_base, req.trace_id)
+
+        return route
+
+    def handle(self, event: Mapping[str, Any], trace_id: str | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_id = str((event.get("requestContext") or {}).get("requestId") or "")
+        method = str(event.get("httpMethod", ""))
+        resource = str(event.get("resource") or event.get("path") or "")
+        bound = log.bind(request_id=request_id, method=method, resource=resource)
+        headers: dict[str, str] = {}
+        try:
+            request = parse_event(event, trace_id)
+            methods = self._routes.get(request.resource)
+            if methods is None:
+                raise ApiError(404, "not_found", f"no such resource: {request.path}")
+            route = methods.get(request.method)
+            if route is None:
+                headers["Allow"] = ", ".join(sorted(methods))
+                raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
+            outcome = route(self._service, request)
+            status, body = outcome.status, outcome.body
+            if outcome.replayed:
+                headers["Idempotent-Replayed"] = "true"
+            bound = bound.bind(task_id=outcome.task_id, runtime=outcome.runtime)
+        except ApiError as exc:
+            status, body = exc.status, exc.body()
+            bound = bound.bind(error_code=exc.code, field=exc.field)
+        except Exception:
+            bound.exception("request failed")
+            status = 500
+            body = {
+                "error": {
+                    "code": "internal_error",
+                    "message": f"sdq failed to handle the request (request id {request_id}); retry later",
+                }
+            }
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        level = "warning" if 400 <= status < 500 else ("error" if status >= 500 else "info")
+        getattr(bound, level)("request handled", status=status, elapsed_ms=elapsed_ms)
+        return {
+            "statusCode": status,
+            "headers": JSON_HEADERS | headers,
+            "body": json.dumps(body, separators=(",", ":")),
+            "isBase64Encoded": False,
+        }

@@ -1,0 +1,186 @@
+"""Submit, read and cancel tasks: idempotency, claim check and the status row come first."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sdq_api_validator.domain.errors import ApiError, bad_request, conflict, not_found
+from sdq_api_validator.domain.ports import ClaimStore, Publisher, StatusStore
+from sdq_api_validator.domain.validation import (
+    parse_json_object,
+    validate_v1alpha1,
+    validate_v1alpha2,
+)
+from sdq_contracts.config import NAME_PATTERN, RuntimeConfig
+from sdq_contracts.keys import claim_check_key, output_location
+from sdq_contracts.messages import (
+    ATTR_MODEL,
+    ATTR_RUNTIME,
+    ATTR_TASKTYPE,
+    ApiVersion,
+    StatusRecord,
+    TaskMessage,
+    TaskState,
+    utcnow,
+)
+
+_TASK_ID = re.compile(NAME_PATTERN)
+# Fields of a status row that are bookkeeping, not for clients.
+_PRIVATE_FIELDS = frozenset({"request_hash", "response", "expires_at", "published_at"})
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    runtimes: tuple[RuntimeConfig, ...]
+    output_bucket: str
+    claim_check_bytes: int = 200_000
+    status_ttl_days: int = 30
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+    task_id: str | None = None
+    runtime: str | None = None
+
+
+def _request_hash(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def public_view(record: StatusRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", exclude=set(_PRIVATE_FIELDS), exclude_none=True)
+
+
+def check_task_id(task_id: str) -> str:
+    if not _TASK_ID.match(task_id):
+        raise bad_request("task id must match [A-Za-z0-9_-]{1,64}", field="id")
+    return task_id
+
+
+class TaskService:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        store: StatusStore,
+        publisher: Publisher,
+        claims: ClaimStore,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._claims = claims
+
+    @property
+    def runtimes(self) -> Sequence[RuntimeConfig]:
+        return self._settings.runtimes
+
+    def submit(
+        self, version: ApiVersion, body: bytes, status_base: str, trace_id: str | None = None
+    ) -> Outcome:
+        data = parse_json_object(body)
+        if version is ApiVersion.V1ALPHA2:
+            message = validate_v1alpha2(data, self._settings.runtimes)
+        else:
+            message = validate_v1alpha1(data, self._settings.runtimes)
+        location = output_location(self._settings.output_bucket, message.prefix, message.id)
+        response: dict[str, Any] = {"id_task": message.id}
+        if version is ApiVersion.V1ALPHA2:
+            response["runtime"] = message.runtime
+        else:
+            response["sd_model_checkpoint"] = message.sd_model_checkpoint
+        response["output_location"] = location
+        response["status_url"] = f"{status_base}/v1alpha2/tasks/{message.id}"
+
+        now = utcnow()
+        record = StatusRecord(
+            id=message.id,
+            runtime=message.runtime,
+            tasktype=message.tasktype,
+            status=TaskState.QUEUED,
+            output_location=location,
+            created_at=now,
+            updated_at=now,
+            request_hash=_request_hash(data),
+            response=response,
+            trace_id=trace_id,
+            expires_at=int((now + timedelta(days=self._settings.status_ttl_days)).timestamp()),
+        )
+        if not self._store.create(record):
+            return self._replay(record, message)
+        try:
+            self._publish(message)
+        except Exception:
+            # Nothing reached the queue: forget the row so a retry of the same request is new.
+            self._store.delete(message.id)
+            raise
+        self._store.mark_published(message.id)
+        return Outcome(202, response, task_id=message.id, runtime=message.runtime)
+
+    def _replay(self, record: StatusRecord, message: TaskMessage) -> Outcome:
+        existing = self._store.get(record.id)
+        if existing is None:  # deleted between our insert attempt and this read
+            raise ApiError(
+                503, "retry", "the task is being changed concurrently; retry the request"
+            )
+        if existing.request_hash != record.request_hash or existing.response is None:
+            raise conflict(
+                f"task id '{record.id}' was already used for a different request; "
+                "use a new id, or resend the original body to get its answer",
+                code="id_conflict",
+            )
+        if existing.published_at is None and existing.status is TaskState.QUEUED:
+            # An earlier attempt stored the row but died before publishing: finish its job.
+            self._publish(message)
+            self._store.mark_published(record.id)
+        return Outcome(
+            202, existing.response, replayed=True, task_id=existing.id, runtime=existing.runtime
+        )
+
+    def _publish(self, message: TaskMessage) -> None:
+        payload = message.model_dump_json(exclude_none=True)
+        if len(payload.encode("utf-8")) > self._settings.claim_check_bytes:
+            content = json.dumps(message.content, separators=(",", ":")).encode("utf-8")
+            uri = self._claims.put(claim_check_key(message.id), content)
+            message = message.model_copy(update={"content": None, "content_ref": uri})
+            payload = message.model_dump_json(exclude_none=True)
+        attributes = {ATTR_RUNTIME: message.runtime, ATTR_TASKTYPE: message.tasktype.value}
+        if message.api_version is ApiVersion.V1ALPHA1 and message.sd_model_checkpoint:
+            attributes[ATTR_MODEL] = message.sd_model_checkpoint
+        self._publisher.publish(payload, attributes)
+
+    def get(self, task_id: str) -> Outcome:
+        record = self._store.get(check_task_id(task_id))
+        if record is None:
+            raise not_found(f"no task with id '{task_id}'")
+        return Outcome(200, public_view(record), task_id=record.id, runtime=record.runtime)
+
+    def cancel(self, task_id: str) -> Outcome:
+        record = self._store.get(check_task_id(task_id))
+        if record is None:
+            raise not_found(f"no task with id '{task_id}'")
+        if record.status is TaskState.QUEUED:
+            cancelled = self._store.cancel_if_queued(task_id)
+            if cancelled is not None:
+                return Outcome(200, public_view(cancelled), task_id=task_id, runtime=record.runtime)
+            record = self._store.get(task_id) or record  # it started meanwhile
+        if record.status is TaskState.RUNNING:
+            asked = self._store.request_cancel_if_running(task_id)
+            if asked is not None:
+                return Outcome(202, public_view(asked), task_id=task_id, runtime=record.runtime)
+            record = self._store.get(task_id) or record
+        if record.status is TaskState.CANCELLED:
+            return Outcome(200, public_view(record), task_id=task_id, runtime=record.runtime)
+        raise conflict(
+            f"task '{task_id}' is already {record.status.value} and cannot be cancelled",
+            code="not_cancellable",
+        )
