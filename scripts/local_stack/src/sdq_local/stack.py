@@ -1,0 +1,257 @@
+"""The whole of sdq on one machine: moto server, provisioned resources, one runtime emulator and
+one queue agent per configured runtime, and the API front door on 127.0.0.1.
+
+No GPU, Docker or AWS account. Any runtime can point at a real SD WebUI / ComfyUI URL instead
+of the emulator (``runtime_urls``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+from aiohttp import web
+
+from sdq_api_validator.app import build_api
+from sdq_api_validator.settings import Settings
+from sdq_contracts.config import DeploymentConfig, RuntimeType
+from sdq_local.front_door import FrontDoor
+from sdq_local.processes import ManagedProcess, python_module
+from sdq_local.provision import Provisioned, provision
+
+HOST = "127.0.0.1"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "sdq-local",
+    "AWS_SECRET_ACCESS_KEY": "sdq-local",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    state_dir: Path = Path(".local")
+    api_key: str | None = None
+    # runtime name → URL of a real SD WebUI / ComfyUI to use instead of the emulator
+    runtime_urls: Mapping[str, str] = field(default_factory=dict)
+    emulator_latency_s: float = 0.5
+    start_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    api_url: str
+    api_key: str
+    aws_endpoint: str
+    region: str
+    resources: Provisioned
+    results_queue_url: str
+    runtime_urls: dict[str, str]
+    log_dir: Path
+
+
+class LocalStack:
+    def __init__(self, cfg: DeploymentConfig, options: StackOptions | None = None) -> None:
+        self.cfg = cfg
+        self.options = options or StackOptions()
+        self._processes: list[ManagedProcess] = []
+        self._runner: web.AppRunner | None = None
+        self.info: StackInfo | None = None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.options.state_dir / "logs"
+
+    def _spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str], ready: str | None
+    ) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env, ready)
+        proc.start()
+        self._processes.append(proc)
+        return proc
+
+    async def start(self) -> StackInfo:
+        """Start everything and wait until every part answers; on failure stop what started."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> StackInfo:
+        aws_port = free_port()
+        aws_endpoint = f"http://{HOST}:{aws_port}"
+        aws_env = {
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "AWS_REGION": self.cfg.region,
+            "AWS_DEFAULT_REGION": self.cfg.region,
+        }
+        timeout = self.options.start_timeout_s
+        async with aiohttp.ClientSession() as http:
+            moto = self._spawn(
+                "aws-emulator",
+                python_module("moto.server", "-H", HOST, "-p", str(aws_port)),
+                {},
+                f"{aws_endpoint}/moto-api/data.json",
+            )
+            await moto.wait_ready(timeout, http)
+            resources = await asyncio.to_thread(provision, self.cfg, endpoint_url=aws_endpoint)
+            results_queue = await asyncio.to_thread(self._results_queue, resources, aws_endpoint)
+
+            runtime_urls: dict[str, str] = {}
+            for runtime in self.cfg.runtimes:
+                if runtime.name in self.options.runtime_urls:
+                    runtime_urls[runtime.name] = self.options.runtime_urls[runtime.name].rstrip("/")
+                    continue
+                port = free_port()
+                runtime_urls[runtime.name] = f"http://{HOST}:{port}"
+                probe = (
+                    "/system_stats" if runtime.type is RuntimeType.COMFYUI else "/sdapi/v1/memory"
+                )
+                emulator = self._spawn(
+                    f"runtime-emulator-{runtime.name}",
+                    python_module(
+                        "sdq_runtime_emulator",
+                        "--host",
+                        HOST,
+                        "--port",
+                        str(port),
+                        "--latency",
+                        str(self.options.emulator_latency_s),
+                    ),
+                    {},
+                    f"http://{HOST}:{port}{probe}",
+                )
+                await emulator.wait_ready(timeout, http)
+
+            api_key = self.options.api_key or f"sdq-local-{secrets.token_hex(12)}"
+            api_url = await self._start_front_door(resources, aws_endpoint, api_key)
+
+            agents = []
+            for runtime in self.cfg.runtimes:
+                http_port = free_port()
+                env = {
+                    **aws_env,
+                    "SDQ_RUNTIME_NAME": runtime.name,
+                    "SDQ_RUNTIME_TYPE": runtime.type.value,
+                    "SDQ_RUNTIME_URL": runtime_urls[runtime.name],
+                    "SDQ_STATIC_MODEL": runtime.model or "",
+                    "SDQ_DYNAMIC_MODEL": "true" if runtime.dynamic_model else "false",
+                    "SDQ_QUEUE_URL": resources.queue_urls[runtime.name],
+                    "SDQ_RESULT_TOPIC_ARN": resources.output_topic_arn,
+                    "SDQ_STATUS_TABLE": resources.status_table,
+                    "SDQ_OUTPUT_BUCKET": resources.output_bucket,
+                    "SDQ_MODEL_BUCKET": resources.model_bucket,
+                    "SDQ_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
+                    "SDQ_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
+                    "SDQ_HTTP_PORT": str(http_port),
+                    "SDQ_DRAIN_SECONDS": "20",
+                    "SDQ_URL_ALLOWLIST": "127.0.0.1/32",
+                    "SDQ_WEBHOOK_SECRET": f"sdq-local-webhook-{secrets.token_hex(8)}",
+                }
+                agents.append(
+                    self._spawn(
+                        f"queue-agent-{runtime.name}",
+                        python_module("sdq_queue_agent"),
+                        env,
+                        f"http://{HOST}:{http_port}/readyz",
+                    )
+                )
+            await asyncio.gather(*(a.wait_ready(timeout, http) for a in agents))
+
+        self.info = StackInfo(
+            api_url=api_url,
+            api_key=api_key,
+            aws_endpoint=aws_endpoint,
+            region=self.cfg.region,
+            resources=resources,
+            results_queue_url=results_queue,
+            runtime_urls=runtime_urls,
+            log_dir=self.log_dir,
+        )
+        return self.info
+
+    def _results_queue(self, resources: Provisioned, endpoint: str) -> str:
+        """A queue subscribed to the output topic, so the local user sees every notification."""
+        session = boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.cfg.region,
+        )
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        sns = session.client("sns", endpoint_url=endpoint)
+        url: str = sqs.create_queue(QueueName=f"{self.cfg.stack_name}-local-results")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(
+            TopicArn=resources.output_topic_arn,
+            Protocol="sqs",
+            Endpoint=arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        return url
+
+    async def _start_front_door(self, resources: Provisioned, endpoint: str, api_key: str) -> str:
+        session = boto3.session.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.cfg.region,
+        )
+        api = build_api(
+            Settings(
+                runtimes=self.cfg.runtimes,
+                input_topic_arn=resources.input_topic_arn,
+                status_table=resources.status_table,
+                output_bucket=resources.output_bucket,
+                max_body_bytes=self.cfg.api.max_body_bytes,
+                claim_check_bytes=self.cfg.api.claim_check_bytes,
+                status_ttl_days=self.cfg.api.status_ttl_days,
+            ),
+            session=session,
+            endpoint_url=endpoint,
+        )
+        door = FrontDoor(api, [api_key], self.cfg.api.throttle, self.cfg.api.max_body_bytes)
+        self._runner = web.AppRunner(door.app(), access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, HOST, port).start()
+        return f"http://{HOST}:{port}"
+
+    async def stop(self) -> None:
+        """Agents first (they drain), then runtimes, then the AWS emulator."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        order = sorted(
+            self._processes,
+            key=lambda p: (
+                0 if p.name.startswith("queue-agent") else (2 if p.name == "aws-emulator" else 1)
+            ),
+        )
+        for proc in order:
+            await asyncio.to_thread(proc.stop, 25.0 if proc.name.startswith("queue-agent") else 5.0)
+        self._processes.clear()
+
+    def describe(self) -> dict[str, Any]:
+        if self.info is None:
+            return {}
+        return {
+            "api_url": self.info.api_url,
+            "api_key": self.info.api_key,
+            "aws_endpoint": self.info.aws_endpoint,
+            "runtimes": dict(self.info.runtime_urls),
+            "logs": str(self.info.log_dir),
+        }
