@@ -11,11 +11,11 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 export SDQ_CONFIG := $(abspath $(CONFIG))
 
-PY_SRC := libs/contracts/src services/*/src scripts/*/src
+PY_SRC := libs/contracts/src services/*/src scripts/*/src k8s/src
 
 -include mk/*.mk
 
-.PHONY: help setup run test test-unit lint typecheck fmt bench clean
+.PHONY: help setup run test test-deps test-unit lint typecheck fmt bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ setup: $(STAMP) ## create the venv with every package and tool, pinned
 run: setup ## the local stack end to end: submit a task, save the image to ./outputs/
 	@$(PY) -m sdq_local run --config $(CONFIG) --outputs outputs
 
-test: setup ## every test (unit, integration against moto + the runtime emulator, e2e)
+# Tools some tests drive that cannot share the workspace venv (they pin their own botocore).
+test-deps: setup awscli
+
+test: test-deps ## every test (unit, integration against moto + the runtime emulator, e2e)
 	@$(PY) -m pytest -q
 
 test-unit: setup ## the fast unit layer only

@@ -1,0 +1,124 @@
+"""Renderer inputs: IaC outputs parsing, pinning, missing pieces, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sdq_contracts.config import load_config
+from sdq_k8s.__main__ import main
+from sdq_k8s.outputs import (
+    EXAMPLE_OUTPUTS,
+    OutputsError,
+    image_is_pinned,
+    parse_outputs,
+    resolve_outputs,
+)
+from sdq_k8s.render import (
+    K8S_ROOT,
+    Knobs,
+    RenderError,
+    RenderRequest,
+    node_user_data,
+    render_overlay,
+    split_image,
+)
+
+pytestmark = pytest.mark.unit
+
+CONFIG = K8S_ROOT.parent / "config.yaml"
+
+
+def _example() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(EXAMPLE_OUTPUTS.read_text())
+    return data
+
+
+@pytest.mark.parametrize(
+    ("ref", "pinned"),
+    [
+        ("repo/agent:1.2.3", True),
+        ("registry:5000/agent@sha256:" + "b" * 64, True),
+        ("registry:5000/agent", False),
+        ("agent:latest", False),
+        ("agent", False),
+    ],
+)
+def test_image_pinning(ref: str, pinned: bool) -> None:
+    assert image_is_pinned(ref) is pinned
+
+
+def test_split_image_keeps_registry_port_and_digest() -> None:
+    assert split_image("reg:5000/a/b:1.0") == {"newName": "reg:5000/a/b", "newTag": "1.0"}
+    assert split_image("reg/a@sha256:" + "c" * 64) == {
+        "newName": "reg/a",
+        "digest": "sha256:" + "c" * 64,
+    }
+    with pytest.raises(RenderError, match="not pinned"):
+        split_image("reg/a:latest")
+
+
+def test_unpinned_agent_image_is_refused_with_the_field_named() -> None:
+    data = _example()
+    data["images"]["queue_agent"] = "reg/sdq-queue-agent:latest"
+    with pytest.raises(OutputsError, match=r"images\.queue_agent"):
+        parse_outputs(data)
+
+
+def test_bad_queue_url_is_refused() -> None:
+    data = _example()
+    data["runtimes"]["sdruntime"]["queue_url"] = "http://localhost/queue"
+    with pytest.raises(OutputsError, match=r"runtimes\.sdruntime\.queue_url"):
+        parse_outputs(data)
+
+
+def test_real_outputs_win_over_the_example(tmp_path: Path) -> None:
+    assert resolve_outputs(tmp_path)[1] == EXAMPLE_OUTPUTS
+    real = _example() | {"example": False, "status_table_name": "prod-status"}
+    (tmp_path / "k8s.json").write_text(json.dumps({k: {"value": v} for k, v in real.items()}))
+    outputs, source = resolve_outputs(tmp_path)
+    assert source == tmp_path / "k8s.json"
+    assert (outputs.example, outputs.status_table_name) == (False, "prod-status")
+
+
+def test_runtime_without_outputs_is_an_error(tmp_path: Path) -> None:
+    data = _example()
+    del data["runtimes"]["comfyui"]
+    req = RenderRequest(
+        env="dev", config=load_config(CONFIG), outputs=parse_outputs(data), out_dir=tmp_path / "o"
+    )
+    with pytest.raises(RenderError, match="comfyui"):
+        render_overlay(req)
+    assert not (tmp_path / "o").exists()
+
+
+def test_user_data_refuses_a_script_with_the_heredoc_marker() -> None:
+    outputs = parse_outputs(_example())
+    with pytest.raises(RenderError, match="heredoc"):
+        node_user_data(load_config(CONFIG), outputs, "echo\nSDQ_MODEL_SYNC_EOF\n", Knobs())
+
+
+def test_cli_renders_then_validates_an_overlay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "staging"
+    args = ["--config", str(CONFIG), "--env", "staging"]
+    assert main(["render", *args, "--outputs", str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "EXAMPLE values" in capsys.readouterr().err
+    top = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert top["resources"] == ["namespace.yaml", "cluster", "namespaced"]
+    assert main(["check", *args, "--dir", str(out)]) == 0
+    assert ", 0 invalid" in capsys.readouterr().out
+
+
+def test_cli_reports_a_bad_config_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("stack_name: sdq\n")
+    assert main(["render", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "invalid deployment config" in capsys.readouterr().err
