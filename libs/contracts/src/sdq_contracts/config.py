@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -33,7 +32,8 @@ class CapacityType(StrEnum):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a model's validator is built on first use, not at import (Lambda cold start).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Throttle(_Frozen):
@@ -209,6 +209,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Deploymen
 
 
 def load_config(path: str | Path) -> DeploymentConfig:
+    import yaml  # noqa: PLC0415 - only config-file readers pay for the YAML parser
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
