@@ -16,6 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 TEST_REGION = "us-west-2"
 
@@ -78,3 +84,25 @@ def aws(aws_endpoint: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:
     for key, value in aws_endpoint.env().items():
         monkeypatch.setenv(key, value)
     return aws_endpoint
+
+
+@pytest.fixture(scope="session")
+def _span_memory() -> InMemorySpanExporter:
+    """One in-memory exporter on the process's SDK tracer provider (X-Ray ids and propagator,
+    as every sdq service configures them)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(id_generator=AwsXRayIdGenerator())
+        trace.set_tracer_provider(provider)
+    propagate.set_global_textmap(AwsXRayPropagator())
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(_span_memory: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """Spans finished in this process during the test."""
+    _span_memory.clear()
+    yield _span_memory
+    _span_memory.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,11 @@ from sdq_api_validator.app import build_api
 from sdq_api_validator.settings import Settings
 from sdq_contracts.config import DeploymentConfig, RuntimeType
 from sdq_local.front_door import FrontDoor
+from sdq_local.model_sync_local import (
+    build_local_model_sync,
+    provision_model_events,
+    run_local_model_sync,
+)
 from sdq_local.processes import ManagedProcess, python_module
 from sdq_local.provision import Provisioned, provision
 
@@ -59,6 +65,8 @@ class StackInfo:
     results_queue_url: str
     runtime_urls: dict[str, str]
     log_dir: Path
+    # The local "GPU node": its model cache, mirrored from the model bucket by the node script.
+    node_models_dir: Path
 
 
 class LocalStack:
@@ -67,11 +75,17 @@ class LocalStack:
         self.options = options or StackOptions()
         self._processes: list[ManagedProcess] = []
         self._runner: web.AppRunner | None = None
+        self._model_sync_stop = threading.Event()
+        self._model_sync: threading.Thread | None = None
         self.info: StackInfo | None = None
 
     @property
     def log_dir(self) -> Path:
         return self.options.state_dir / "logs"
+
+    @property
+    def node_models_dir(self) -> Path:
+        return (self.options.state_dir / "node" / "models").resolve()
 
     def _spawn(
         self, name: str, argv: list[str], env: Mapping[str, str], ready: str | None
@@ -109,6 +123,7 @@ class LocalStack:
             await moto.wait_ready(timeout, http)
             resources = await asyncio.to_thread(provision, self.cfg, endpoint_url=aws_endpoint)
             results_queue = await asyncio.to_thread(self._results_queue, resources, aws_endpoint)
+            await asyncio.to_thread(self._start_model_sync, resources, aws_endpoint)
 
             runtime_urls: dict[str, str] = {}
             for runtime in self.cfg.runtimes:
@@ -180,16 +195,46 @@ class LocalStack:
             results_queue_url=results_queue,
             runtime_urls=runtime_urls,
             log_dir=self.log_dir,
+            node_models_dir=self.node_models_dir,
         )
         return self.info
 
-    def _results_queue(self, resources: Provisioned, endpoint: str) -> str:
-        """A queue subscribed to the output topic, so the local user sees every notification."""
-        session = boto3.session.Session(
+    def _session(self) -> boto3.session.Session:
+        return boto3.session.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             region_name=self.cfg.region,
         )
+
+    def _start_model_sync(self, resources: Provisioned, endpoint: str) -> None:
+        """Model bucket events → the model_sync handler → the node script on the local node dir."""
+        session = self._session()
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        queue_url = provision_model_events(
+            session.client("s3", endpoint_url=endpoint),
+            sqs,
+            resources.model_bucket,
+            queue_name=f"{self.cfg.stack_name}-model-events",
+        )
+        self.node_models_dir.mkdir(parents=True, exist_ok=True)
+        sync = build_local_model_sync(
+            bucket=resources.model_bucket,
+            node_dir=self.node_models_dir,
+            region=self.cfg.region,
+            endpoint_url=endpoint,
+        )
+        self._model_sync_stop.clear()
+        self._model_sync = threading.Thread(
+            target=run_local_model_sync,
+            args=(sqs, sync, queue_url, self._model_sync_stop),
+            name="sdq-local-model-sync",
+            daemon=True,
+        )
+        self._model_sync.start()
+
+    def _results_queue(self, resources: Provisioned, endpoint: str) -> str:
+        """A queue subscribed to the output topic, so the local user sees every notification."""
+        session = self._session()
         sqs = session.client("sqs", endpoint_url=endpoint)
         sns = session.client("sns", endpoint_url=endpoint)
         url: str = sqs.create_queue(QueueName=f"{self.cfg.stack_name}-local-results")["QueueUrl"]
@@ -205,11 +250,6 @@ class LocalStack:
         return url
 
     async def _start_front_door(self, resources: Provisioned, endpoint: str, api_key: str) -> str:
-        session = boto3.session.Session(
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.cfg.region,
-        )
         api = build_api(
             Settings(
                 runtimes=self.cfg.runtimes,
@@ -220,7 +260,7 @@ class LocalStack:
                 claim_check_bytes=self.cfg.api.claim_check_bytes,
                 status_ttl_days=self.cfg.api.status_ttl_days,
             ),
-            session=session,
+            session=self._session(),
             endpoint_url=endpoint,
         )
         door = FrontDoor(api, [api_key], self.cfg.api.throttle, self.cfg.api.max_body_bytes)
@@ -235,6 +275,10 @@ class LocalStack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._model_sync is not None:
+            self._model_sync_stop.set()
+            await asyncio.to_thread(self._model_sync.join, 15)
+            self._model_sync = None
         order = sorted(
             self._processes,
             key=lambda p: (

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sdq_api_validator.domain.errors import ApiError
 from sdq_api_validator.domain.service import Outcome, TaskService
+from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_contracts.messages import ApiVersion
 
 log = structlog.get_logger("sdq.api")
+TRACE_HEADER = "X-Amzn-Trace-Id"
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 _JSON_TYPES = ("application/json", "application/vnd.api+json")
@@ -34,7 +38,6 @@ class Request:
     body: bytes
     request_id: str
     status_base: str
-    trace_id: str | None
 
 
 def _headers(event: Mapping[str, Any]) -> dict[str, str]:
@@ -52,7 +55,7 @@ def _status_base(event: Mapping[str, Any], headers: Mapping[str, str]) -> str:
     return f"{proto}://{domain}{prefix}"
 
 
-def parse_event(event: Mapping[str, Any], trace_id: str | None = None) -> Request:
+def parse_event(event: Mapping[str, Any]) -> Request:
     headers = _headers(event)
     raw = event.get("body") or ""
     if event.get("isBase64Encoded"):
@@ -72,7 +75,6 @@ def parse_event(event: Mapping[str, Any], trace_id: str | None = None) -> Reques
         body=body,
         request_id=str(ctx.get("requestId") or ""),
         status_base=_status_base(event, headers),
-        trace_id=trace_id,
     )
 
 
@@ -109,19 +111,38 @@ class Api:
     def _submit(self, version: ApiVersion) -> Route:
         def route(svc: TaskService, req: Request) -> Outcome:
             _check_json(req, self._max_body)
-            return svc.submit(version, req.body, req.status_base, req.trace_id)
+            return svc.submit(version, req.body, req.status_base)
 
         return route
 
-    def handle(self, event: Mapping[str, Any], trace_id: str | None = None) -> dict[str, Any]:
-        started = time.perf_counter()
-        request_id = str((event.get("requestContext") or {}).get("requestId") or "")
+    def handle(self, event: Mapping[str, Any], trace_header: str | None = None) -> dict[str, Any]:
+        """Handle one proxy event. The trace continues from `trace_header` (Lambda's
+        _X_AMZN_TRACE_ID) or the request's X-Amzn-Trace-Id header; a missing or malformed one
+        starts a new trace."""
+        header = trace_header or _headers(event).get(TRACE_HEADER.lower())
+        parent = propagate.extract({TRACE_HEADER: header}) if header else None
         method = str(event.get("httpMethod", ""))
         resource = str(event.get("resource") or event.get("path") or "")
-        bound = log.bind(request_id=request_id, method=method, resource=resource)
+        with tracer.start_as_current_span(
+            f"{method} {resource}", context=parent, kind=SpanKind.SERVER
+        ) as span:
+            response = self._handle(event, method, resource, span)
+            span.set_attribute("http.status_code", response["statusCode"])
+            if response["statusCode"] >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    def _handle(
+        self, event: Mapping[str, Any], method: str, resource: str, span: trace.Span
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        request_id = str((event.get("requestContext") or {}).get("requestId") or "")
+        bound = log.bind(
+            request_id=request_id, method=method, resource=resource, trace_id=xray_trace_id(span)
+        )
         headers: dict[str, str] = {}
         try:
-            request = parse_event(event, trace_id)
+            request = parse_event(event)
             methods = self._routes.get(request.resource)
             if methods is None:
                 raise ApiError(404, "not_found", f"no such resource: {request.path}")
@@ -133,12 +154,16 @@ class Api:
             status, body = outcome.status, outcome.body
             if outcome.replayed:
                 headers["Idempotent-Replayed"] = "true"
+            if outcome.task_id:
+                span.set_attribute("sdq.task_id", outcome.task_id)
+                span.set_attribute("sdq.runtime", outcome.runtime or "")
             bound = bound.bind(task_id=outcome.task_id, runtime=outcome.runtime)
         except ApiError as exc:
             status, body = exc.status, exc.body()
             bound = bound.bind(error_code=exc.code, field=exc.field)
-        except Exception:
+        except Exception as exc:
             bound.exception("request failed")
+            span.record_exception(exc)
             status = 500
             body = {
                 "error": {

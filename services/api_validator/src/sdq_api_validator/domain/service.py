@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+
 from sdq_api_validator.domain.errors import ApiError, bad_request, conflict, not_found
 from sdq_api_validator.domain.ports import ClaimStore, Publisher, StatusStore
+from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_api_validator.domain.validation import (
     parse_json_object,
     validate_v1alpha1,
@@ -23,6 +27,7 @@ from sdq_contracts.messages import (
     ATTR_MODEL,
     ATTR_RUNTIME,
     ATTR_TASKTYPE,
+    ATTR_TRACE_HEADER,
     ApiVersion,
     StatusRecord,
     TaskMessage,
@@ -84,14 +89,14 @@ class TaskService:
     def runtimes(self) -> Sequence[RuntimeConfig]:
         return self._settings.runtimes
 
-    def submit(
-        self, version: ApiVersion, body: bytes, status_base: str, trace_id: str | None = None
-    ) -> Outcome:
-        data = parse_json_object(body)
-        if version is ApiVersion.V1ALPHA2:
-            message = validate_v1alpha2(data, self._settings.runtimes)
-        else:
-            message = validate_v1alpha1(data, self._settings.runtimes)
+    def submit(self, version: ApiVersion, body: bytes, status_base: str) -> Outcome:
+        with tracer.start_as_current_span("validate") as span:
+            data = parse_json_object(body)
+            if version is ApiVersion.V1ALPHA2:
+                message = validate_v1alpha2(data, self._settings.runtimes)
+            else:
+                message = validate_v1alpha1(data, self._settings.runtimes)
+            span.set_attribute("sdq.task_id", message.id)
         location = output_location(self._settings.output_bucket, message.prefix, message.id)
         response: dict[str, Any] = {"id_task": message.id}
         if version is ApiVersion.V1ALPHA2:
@@ -112,10 +117,12 @@ class TaskService:
             updated_at=now,
             request_hash=_request_hash(data),
             response=response,
-            trace_id=trace_id,
+            trace_id=xray_trace_id(),
             expires_at=int((now + timedelta(days=self._settings.status_ttl_days)).timestamp()),
         )
-        if not self._store.create(record):
+        with tracer.start_as_current_span("status.create"):
+            created = self._store.create(record)
+        if not created:
             return self._replay(record, message)
         try:
             self._publish(message)
@@ -147,6 +154,12 @@ class TaskService:
         )
 
     def _publish(self, message: TaskMessage) -> None:
+        with tracer.start_as_current_span("sns.publish", kind=SpanKind.PRODUCER) as span:
+            span.set_attribute("sdq.task_id", message.id)
+            span.set_attribute("sdq.runtime", message.runtime)
+            self._publish_in_span(message)
+
+    def _publish_in_span(self, message: TaskMessage) -> None:
         payload = message.model_dump_json(exclude_none=True)
         if len(payload.encode("utf-8")) > self._settings.claim_check_bytes:
             content = json.dumps(message.content, separators=(",", ":")).encode("utf-8")
@@ -156,6 +169,12 @@ class TaskService:
         attributes = {ATTR_RUNTIME: message.runtime, ATTR_TASKTYPE: message.tasktype.value}
         if message.api_version is ApiVersion.V1ALPHA1 and message.sd_model_checkpoint:
             attributes[ATTR_MODEL] = message.sd_model_checkpoint
+        # The consumer continues this trace: SNS→SQS carries it as AWSTraceHeader on AWS; the
+        # message attribute is the fallback where that system attribute is absent.
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if ATTR_TRACE_HEADER in carrier:
+            attributes[ATTR_TRACE_HEADER] = carrier[ATTR_TRACE_HEADER]
         self._publisher.publish(payload, attributes)
 
     def get(self, task_id: str) -> Outcome:

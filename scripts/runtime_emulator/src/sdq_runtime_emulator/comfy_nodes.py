@@ -1,0 +1,416 @@
+"""Node classes of the emulated ComfyUI — sdq runtime EMULATOR (placeholder images only).
+
+Weight-free image nodes do what the real ones do, with Pillow. Model nodes pass names and
+text along; ``KSampler`` draws the placeholder pictures (prompt text, seed, latent size) and
+``VAEDecode`` hands them on, so a standard txt2img API-format workflow validates and runs.
+Node functions are blocking (the executor runs them in a worker thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFilter, ImageOps
+
+from sdq_runtime_emulator import render
+
+SAMPLERS = ["euler", "euler_ancestral", "heun", "dpm_2", "dpmpp_2m", "dpmpp_sde", "ddim", "uni_pc"]
+SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
+UPSCALE_METHODS = {
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "area": Image.Resampling.BOX,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+MAX_RESOLUTION = 16384
+INT_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+class NodeFailure(Exception):
+    """A node raised while executing (reported as ``execution_error``)."""
+
+    def __init__(self, exception_type: str, message: str) -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+
+
+@dataclass(frozen=True)
+class Latent:
+    width: int
+    height: int
+    batch_size: int
+    pictures: tuple[render.Picture, ...] = ()
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    """Where a save node writes (``folder`` is output or temp under the data dir)."""
+
+    folder: Path
+    kind: str
+
+
+@dataclass
+class RunContext:
+    """What node functions may touch: the data folders and the server serial counter."""
+
+    data_dir: Path
+    next_serial: Callable[[], int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    kind: str
+    """INT, FLOAT, STRING, BOOLEAN, COMBO, or a link type such as IMAGE."""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def linked(self) -> bool:
+        return self.kind not in {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    category: str
+    required: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+    run: Callable[[RunContext, dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any] | None]]
+    output_node: bool = False
+    sampler: bool = False
+    """The node where a generation spends its latency (fault injection happens here)."""
+    loads_checkpoint: bool = False
+    optional: tuple[InputSpec, ...] = ()
+
+    def object_info(self, combos: dict[str, list[str]]) -> dict[str, Any]:
+        def describe(spec: InputSpec) -> list[Any]:
+            if spec.kind == "COMBO":
+                return [combos.get(f"{self.name}.{spec.name}", []), dict(spec.options)]
+            return [spec.kind, dict(spec.options)] if spec.options else [spec.kind]
+
+        return {
+            "input": {
+                "required": {spec.name: describe(spec) for spec in self.required},
+                "optional": {spec.name: describe(spec) for spec in self.optional},
+            },
+            "input_order": {
+                "required": [spec.name for spec in self.required],
+                "optional": [spec.name for spec in self.optional],
+            },
+            "output": list(self.outputs),
+            "output_is_list": [False] * len(self.outputs),
+            "output_name": list(self.outputs),
+            "name": self.name,
+            "display_name": self.name,
+            "description": f"{render.BANNER}: emulated {self.name}",
+            "python_module": "nodes",
+            "category": self.category,
+            "output_node": self.output_node,
+        }
+
+
+def _int(default: int, low: int, high: int, step: int = 1) -> dict[str, Any]:
+    return {"default": default, "min": low, "max": high, "step": step}
+
+
+# --- node functions ----------------------------------------------------------------------
+
+Result = tuple[tuple[Any, ...], dict[str, Any] | None]
+
+
+def _checkpoint_loader(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    name = inputs["ckpt_name"]
+    return (name, name, name), None
+
+
+def _clip_text_encode(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    return (str(inputs["text"]),), None
+
+
+def _empty_latent(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    return (Latent(inputs["width"], inputs["height"], inputs["batch_size"]),), None
+
+
+def _ksampler(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    latent: Latent = inputs["latent_image"]
+    seed = int(inputs["seed"])
+    pictures = tuple(
+        render.placeholder(
+            latent.width,
+            latent.height,
+            render.Caption(
+                str(inputs["positive"]),
+                seed + index,
+                ctx.next_serial(),
+                note=f"model {inputs['model']}",
+            ),
+        )
+        for index in range(latent.batch_size)
+    )
+    return (Latent(latent.width, latent.height, latent.batch_size, pictures),), None
+
+
+def _vae_decode(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    latent: Latent = inputs["samples"]
+    if latent.pictures:
+        return (list(latent.pictures),), None
+    pictures = [
+        render.placeholder(
+            latent.width,
+            latent.height,
+            render.Caption("(latent never sampled)", 0, ctx.next_serial()),
+        )
+        for _ in range(latent.batch_size)
+    ]
+    return (pictures,), None
+
+
+def _empty_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    colour = int(inputs["color"])
+    rgb = ((colour >> 16) & 0xFF, (colour >> 8) & 0xFF, colour & 0xFF)
+    size = (inputs["width"], inputs["height"])
+    return (
+        [render.Picture(Image.new("RGB", size, rgb)) for _ in range(inputs["batch_size"])],
+    ), None
+
+
+def _load_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    path = resolve_annotated(ctx.data_dir, str(inputs["image"]))
+    if path is None or not path.is_file():
+        raise NodeFailure("FileNotFoundError", f"Invalid image file: {inputs['image']}")
+    raw = path.read_bytes()
+    try:
+        image = render.open_image(raw)
+    except render.BadImageError as error:
+        raise NodeFailure("PIL.UnidentifiedImageError", str(error)) from error
+    image = ImageOps.exif_transpose(image)
+    mask = image.getchannel("A") if "A" in image.getbands() else Image.new("L", image.size, 0)
+    return ([render.Picture(image.convert("RGB"))], [mask]), None
+
+
+def _image_invert(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["image"]
+    return ([render.Picture(ImageOps.invert(one.image.convert("RGB"))) for one in images],), None
+
+
+def _image_scale(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["image"]
+    method = UPSCALE_METHODS[inputs["upscale_method"]]
+    scaled = []
+    for one in images:
+        width = inputs["width"] or round(one.image.width * inputs["height"] / one.image.height)
+        height = inputs["height"] or round(one.image.height * width / one.image.width)
+        if inputs["crop"] == "center":
+            image = ImageOps.fit(one.image, (width, height), method)
+        else:
+            image = one.image.resize((max(1, width), max(1, height)), method)
+        scaled.append(render.Picture(image))
+    return (scaled,), None
+
+
+def _image_blur(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["image"]
+    radius = float(inputs["sigma"]) * int(inputs["blur_radius"]) / 2
+    blur = ImageFilter.GaussianBlur(radius)
+    return ([render.Picture(one.image.filter(blur)) for one in images],), None
+
+
+def _save_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    target = SaveTarget(ctx.data_dir / "output", "output")
+    return (), {"images": save_pictures(inputs["images"], str(inputs["filename_prefix"]), target)}
+
+
+def _preview_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    target = SaveTarget(ctx.data_dir / "temp", "temp")
+    return (), {"images": save_pictures(inputs["images"], "ComfyUI_temp_emulator", target)}
+
+
+def save_pictures(
+    pictures: list[render.Picture], prefix: str, target: SaveTarget
+) -> list[dict[str, str]]:
+    """Write ``{prefix}_{counter:05}_.png`` files the way ComfyUI's SaveImage names them."""
+    subfolder, _, base = prefix.replace("\\", "/").rpartition("/")
+    folder = (target.folder / subfolder).resolve()
+    if not folder.is_relative_to(target.folder.resolve()):
+        raise NodeFailure("Exception", "Saving image outside the output folder is not allowed.")
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = _next_counter(folder, base)
+    saved = []
+    for index, picture in enumerate(pictures):
+        name = f"{base}_{counter + index:05}_.png"
+        (folder / name).write_bytes(picture.png())
+        saved.append({"filename": name, "subfolder": subfolder, "type": target.kind})
+    return saved
+
+
+def _next_counter(folder: Path, base: str) -> int:
+    numbers = []
+    for path in folder.glob(f"{base}_*_.png"):
+        middle = path.name[len(base) + 1 : -len("_.png")]
+        if middle.isdigit():
+            numbers.append(int(middle))
+    return max(numbers, default=0) + 1
+
+
+def resolve_annotated(data_dir: Path, name: str) -> Path | None:
+    """Path of a LoadImage name (``sub/x.png``, optionally suffixed `` [input|output|temp]``)."""
+    kind = "input"
+    for candidate in ("input", "output", "temp"):
+        if name.endswith(f" [{candidate}]"):
+            name, kind = name[: -len(candidate) - 3], candidate
+    root = (data_dir / kind).resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) else None
+
+
+def input_files(data_dir: Path) -> list[str]:
+    """LoadImage's COMBO list: the files at the top of the input folder."""
+    root = data_dir / "input"
+    return sorted(path.name for path in root.iterdir() if path.is_file()) if root.is_dir() else []
+
+
+def load_image_problem(data_dir: Path, name: Any) -> str | None:
+    """LoadImage's own check: any existing (annotated) input path, subfolders included."""
+    path = resolve_annotated(data_dir, str(name))
+    return None if path is not None and path.is_file() else f"Invalid image file: {name}"
+
+
+def _image_input(name: str = "image") -> InputSpec:
+    return InputSpec(name, "IMAGE")
+
+
+NODES: dict[str, NodeSpec] = {
+    spec.name: spec
+    for spec in (
+        NodeSpec(
+            "CheckpointLoaderSimple",
+            "loaders",
+            (InputSpec("ckpt_name", "COMBO"),),
+            ("MODEL", "CLIP", "VAE"),
+            _checkpoint_loader,
+            loads_checkpoint=True,
+        ),
+        NodeSpec(
+            "CLIPTextEncode",
+            "conditioning",
+            (
+                InputSpec("text", "STRING", {"multiline": True, "dynamicPrompts": True}),
+                InputSpec("clip", "CLIP"),
+            ),
+            ("CONDITIONING",),
+            _clip_text_encode,
+        ),
+        NodeSpec(
+            "EmptyLatentImage",
+            "latent",
+            (
+                InputSpec("width", "INT", _int(512, 16, MAX_RESOLUTION, 8)),
+                InputSpec("height", "INT", _int(512, 16, MAX_RESOLUTION, 8)),
+                InputSpec("batch_size", "INT", _int(1, 1, 4096)),
+            ),
+            ("LATENT",),
+            _empty_latent,
+        ),
+        NodeSpec(
+            "KSampler",
+            "sampling",
+            (
+                InputSpec("model", "MODEL"),
+                InputSpec("seed", "INT", _int(0, 0, INT_MAX)),
+                InputSpec("steps", "INT", _int(20, 1, 10000)),
+                InputSpec("cfg", "FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0}),
+                InputSpec("sampler_name", "COMBO"),
+                InputSpec("scheduler", "COMBO"),
+                InputSpec("positive", "CONDITIONING"),
+                InputSpec("negative", "CONDITIONING"),
+                InputSpec("latent_image", "LATENT"),
+                InputSpec("denoise", "FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}),
+            ),
+            ("LATENT",),
+            _ksampler,
+            sampler=True,
+        ),
+        NodeSpec(
+            "VAEDecode",
+            "latent",
+            (InputSpec("samples", "LATENT"), InputSpec("vae", "VAE")),
+            ("IMAGE",),
+            _vae_decode,
+        ),
+        NodeSpec(
+            "EmptyImage",
+            "image",
+            (
+                InputSpec("width", "INT", _int(512, 1, MAX_RESOLUTION)),
+                InputSpec("height", "INT", _int(512, 1, MAX_RESOLUTION)),
+                InputSpec("batch_size", "INT", _int(1, 1, 4096)),
+                InputSpec("color", "INT", _int(0, 0, 0xFFFFFF) | {"display": "color"}),
+            ),
+            ("IMAGE",),
+            _empty_image,
+        ),
+        NodeSpec(
+            "LoadImage",
+            "image",
+            (InputSpec("image", "COMBO", {"image_upload": True}),),
+            ("IMAGE", "MASK"),
+            _load_image,
+        ),
+        NodeSpec("ImageInvert", "image", (_image_input(),), ("IMAGE",), _image_invert),
+        NodeSpec(
+            "ImageScale",
+            "image/upscaling",
+            (
+                _image_input(),
+                InputSpec("upscale_method", "COMBO"),
+                InputSpec("width", "INT", _int(512, 0, MAX_RESOLUTION)),
+                InputSpec("height", "INT", _int(512, 0, MAX_RESOLUTION)),
+                InputSpec("crop", "COMBO"),
+            ),
+            ("IMAGE",),
+            _image_scale,
+        ),
+        NodeSpec(
+            "ImageBlur",
+            "image/postprocessing",
+            (
+                _image_input(),
+                InputSpec("blur_radius", "INT", _int(1, 1, 31)),
+                InputSpec("sigma", "FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0}),
+            ),
+            ("IMAGE",),
+            _image_blur,
+        ),
+        NodeSpec(
+            "SaveImage",
+            "image",
+            (
+                InputSpec("images", "IMAGE"),
+                InputSpec("filename_prefix", "STRING", {"default": "ComfyUI"}),
+            ),
+            (),
+            _save_image,
+            output_node=True,
+        ),
+        NodeSpec(
+            "PreviewImage",
+            "image",
+            (InputSpec("images", "IMAGE"),),
+            (),
+            _preview_image,
+            output_node=True,
+        ),
+    )
+}
+
+STATIC_COMBOS = {
+    "KSampler.sampler_name": SAMPLERS,
+    "KSampler.scheduler": SCHEDULERS,
+    "ImageScale.upscale_method": list(UPSCALE_METHODS),
+    "ImageScale.crop": ["disabled", "center"],
+}
