@@ -26,7 +26,7 @@ async def test_subprocess_logs_ready_serves_and_stops_gracefully():
         output = process.output()
     assert f"ready on {process.url}" in output
     lines = [line for line in output.splitlines() if line.strip()]
-    assert all("sdq runtime emulator \u2013 placeholder image" in line for line in lines)
+    assert all("sdq runtime emulator - placeholder image" in line for line in lines)
 
 
 async def test_exit_fault_kills_the_process_mid_generation():

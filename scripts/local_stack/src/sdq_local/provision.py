@@ -37,8 +37,8 @@ class Provisioned:
     subscription_arns: dict[str, str] = field(default_factory=dict)
 
 
-def _client(service: str, cfg: DeploymentConfig, endpoint_url: str | None) -> Any:
-    return boto3.client(
+def _client(service: str, cfg: DeploymentConfig, endpoint_url: str | None, session: Any) -> Any:
+    return (session or boto3).client(
         service, region_name=cfg.region, endpoint_url=endpoint_url, config=_BOTO_CONFIG
     )
 
@@ -167,12 +167,17 @@ def _ensure_table(ddb: Any, name: str) -> None:
         )
 
 
-def provision(cfg: DeploymentConfig, *, endpoint_url: str | None = None) -> Provisioned:
+def provision(
+    cfg: DeploymentConfig,
+    *,
+    endpoint_url: str | None = None,
+    session: boto3.session.Session | None = None,
+) -> Provisioned:
     """Create (or confirm) every resource; safe to run any number of times."""
-    s3 = _client("s3", cfg, endpoint_url)
-    sns = _client("sns", cfg, endpoint_url)
-    sqs = _client("sqs", cfg, endpoint_url)
-    ddb = _client("dynamodb", cfg, endpoint_url)
+    s3 = _client("s3", cfg, endpoint_url, session)
+    sns = _client("sns", cfg, endpoint_url, session)
+    sqs = _client("sqs", cfg, endpoint_url, session)
+    ddb = _client("dynamodb", cfg, endpoint_url, session)
 
     for bucket in (cfg.buckets.models, cfg.buckets.outputs):
         _ensure_bucket(s3, bucket, cfg.region)

@@ -18,8 +18,10 @@ from typing import Any
 
 import aiohttp
 import boto3
+import structlog
 from aiohttp import web
 
+from sdq_api_validator import telemetry
 from sdq_api_validator.app import build_api
 from sdq_api_validator.settings import Settings
 from sdq_contracts.config import DeploymentConfig, RuntimeType
@@ -103,7 +105,31 @@ class LocalStack:
             await self.stop()
             raise
 
+    def _configure_in_process_logs(self) -> None:
+        """The API handler and model sync run inside this process: their JSON logs go to
+        .local/logs/local-stack.log, their spans to .local/traces/ (like every child's)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            logger_factory=structlog.WriteLoggerFactory(
+                file=(self.log_dir / "local-stack.log").open("a", encoding="utf-8")
+            ),
+            cache_logger_on_first_use=False,
+        )
+        telemetry.configure(trace_dir=str(self.trace_dir))
+
+    @property
+    def trace_dir(self) -> Path:
+        return (self.options.state_dir / "traces").resolve()
+
     async def _start(self) -> StackInfo:
+        self._configure_in_process_logs()
         aws_port = free_port()
         aws_endpoint = f"http://{HOST}:{aws_port}"
         aws_env = {
@@ -121,7 +147,9 @@ class LocalStack:
                 f"{aws_endpoint}/moto-api/data.json",
             )
             await moto.wait_ready(timeout, http)
-            resources = await asyncio.to_thread(provision, self.cfg, endpoint_url=aws_endpoint)
+            resources = await asyncio.to_thread(
+                provision, self.cfg, endpoint_url=aws_endpoint, session=self._session()
+            )
             results_queue = await asyncio.to_thread(self._results_queue, resources, aws_endpoint)
             await asyncio.to_thread(self._start_model_sync, resources, aws_endpoint)
 
@@ -143,8 +171,12 @@ class LocalStack:
                         HOST,
                         "--port",
                         str(port),
-                        "--latency",
+                        "--generation-latency-s",
                         str(self.options.emulator_latency_s),
+                        "--models-dir",
+                        str(self.node_models_dir),
+                        "--data-dir",
+                        str(self.options.state_dir / "runtime" / runtime.name),
                     ),
                     {},
                     f"http://{HOST}:{port}{probe}",
@@ -175,6 +207,7 @@ class LocalStack:
                     "SDQ_DRAIN_SECONDS": "20",
                     "SDQ_URL_ALLOWLIST": "127.0.0.1/32",
                     "SDQ_WEBHOOK_SECRET": f"sdq-local-webhook-{secrets.token_hex(8)}",
+                    "SDQ_TRACE_DIR": str(self.trace_dir),
                 }
                 agents.append(
                     self._spawn(

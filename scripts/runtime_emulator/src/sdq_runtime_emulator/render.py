@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-BANNER = "sdq runtime emulator \u2013 placeholder image"
+# ASCII only: the bundled Pillow font has no en dash.
+BANNER = "sdq runtime emulator - placeholder image"
 PNG_COMPRESS_LEVEL = 1  # a 1024x1024 picture encodes in tens of milliseconds
 
 
