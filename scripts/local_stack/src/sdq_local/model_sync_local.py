@@ -151,10 +151,14 @@ class LocalCommandRunner:
 
 
 def local_command_env(
-    *, aws_cli_dir: Path | None = None, endpoint_url: str | None = None
+    *,
+    aws_cli_dir: Path | None = None,
+    endpoint_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment the node script runs with: ours, plus the AWS CLI and the emulator."""
-    env = dict(os.environ)
+    """The environment the node script runs with: ours, plus the AWS CLI, the emulator and
+    `extra` (e.g. the local stack's credentials)."""
+    env = dict(os.environ) | dict(extra or {})
     cli_dir = aws_cli_dir if aws_cli_dir is not None else DEFAULT_AWS_CLI_DIR
     if (cli_dir / "aws").is_file():
         env["PATH"] = f"{cli_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -172,6 +176,7 @@ def build_local_model_sync(
     endpoint_url: str | None = None,
     aws_cli_dir: Path | None = None,
     timeout_seconds: int = 600,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ModelSync:
     """The Lambda's use case with the local node and command runner in place of EC2 and SSM."""
     settings = Settings(
@@ -184,7 +189,7 @@ def build_local_model_sync(
         execution_timeout_seconds=timeout_seconds,
     )
     runner = LocalCommandRunner(
-        local_command_env(aws_cli_dir=aws_cli_dir, endpoint_url=endpoint_url)
+        local_command_env(aws_cli_dir=aws_cli_dir, endpoint_url=endpoint_url, extra=extra_env)
     )
     return build_model_sync(settings, nodes=LocalNodes(), sender=runner)
 

@@ -255,6 +255,7 @@ class LocalStack:
             node_dir=self.node_models_dir,
             region=self.cfg.region,
             endpoint_url=endpoint,
+            extra_env=LOCAL_CREDENTIALS,
         )
         self._model_sync_stop.clear()
         self._model_sync = threading.Thread(
@@ -312,14 +313,16 @@ class LocalStack:
             self._model_sync_stop.set()
             await asyncio.to_thread(self._model_sync.join, 15)
             self._model_sync = None
-        order = sorted(
-            self._processes,
-            key=lambda p: (
-                0 if p.name.startswith("queue-agent") else (2 if p.name == "aws-emulator" else 1)
-            ),
-        )
-        for proc in order:
-            await asyncio.to_thread(proc.stop, 25.0 if proc.name.startswith("queue-agent") else 5.0)
+
+        def tier(proc: ManagedProcess) -> int:
+            if proc.name.startswith("queue-agent"):
+                return 0
+            return 2 if proc.name == "aws-emulator" else 1
+
+        for level in (0, 1, 2):
+            group = [p for p in self._processes if tier(p) == level]
+            grace = 25.0 if level == 0 else 5.0
+            await asyncio.gather(*(asyncio.to_thread(p.stop, grace) for p in group))
         self._processes.clear()
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""The whole local stack, as `make run` starts it: a task through the HTTP API with an API key
+ends as objects in S3, a completed status row, one notification and an empty queue."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import aiohttp
+import boto3
+import pytest
+from PIL import Image
+
+from sdq_contracts import load_config
+from sdq_contracts.keys import image_key, response_key
+from sdq_local.demo import LocalClient
+from sdq_local.stack import LOCAL_CREDENTIALS, LocalStack, StackOptions
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def stack(repo_root, tmp_path):
+    cfg = load_config(repo_root / "config.yaml")
+    local = LocalStack(cfg, StackOptions(state_dir=tmp_path / "state", emulator_latency_s=0.2))
+    info = await local.start()
+    try:
+        yield local, info
+    finally:
+        await local.stop()
+
+
+def _clients(info):
+    session = boto3.session.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=info.region,
+    )
+    return (
+        session.client(name, endpoint_url=info.aws_endpoint) for name in ("s3", "sqs", "dynamodb")
+    )
+
+
+async def test_a_text_to_image_task_end_to_end(stack, repo_root, tmp_path):
+    _, info = stack
+    body = json.loads((repo_root / "tests/examples/v1alpha2-text-to-image.json").read_text())
+    body["task"]["content"].update(width=320, height=192)
+    async with aiohttp.ClientSession() as http:
+        client = LocalClient(info, http)
+        run = await client.submit("/v1alpha2", body)
+        await client.wait_for([run], within_s=60)
+        files = await client.download(run, tmp_path / "out")
+        status = await client.status(run.task_id)
+
+    note = run.notification
+    assert note.status.value == "completed" and note.result is True
+    assert note.image_url == [
+        f"s3://{info.resources.output_bucket}/{image_key('output', 'example-t2i', 1)}"
+    ]
+    assert note.output_url == f"s3://{info.resources.output_bucket}/output/example-t2i"
+    assert note.timings and note.timings["generate"] >= 0.2
+
+    with Image.open(io.BytesIO(files[0].read_bytes())) as img:
+        assert (img.format, img.size) == ("PNG", (320, 192))
+
+    s3, sqs, _ = _clients(info)
+    keys = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=info.resources.output_bucket, Prefix="output/")[
+            "Contents"
+        ]
+    }
+    assert keys == {image_key("output", "example-t2i", 1), response_key("output", "example-t2i")}
+    assert status["status"] == "completed"
+    assert status["outputs"] == note.image_url
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=info.resources.queue_urls["sdruntime"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attrs == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
+
+
+async def test_a_model_uploaded_to_the_bucket_reaches_the_node_cache(stack):
+    _, info = stack
+    s3, _, _ = _clients(info)
+    s3.put_object(
+        Bucket=info.resources.model_bucket,
+        Key="Stable-diffusion/sdq-test-model.safetensors",
+        Body=b"weights",
+    )
+    target = info.node_models_dir / "Stable-diffusion" / "sdq-test-model.safetensors"
+    for _ in range(300):
+        if target.exists():
+            break
+        await asyncio.sleep(0.1)
+    assert target.read_bytes() == b"weights"
