@@ -30,8 +30,8 @@ $(STAMP): requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/p
 
 setup: $(STAMP) ## create the venv with every package and tool, pinned
 
-run: setup ## the local stack end to end: submit a task, save the image to ./outputs/
-	@$(PY) -m sdq_local run --config $(CONFIG) --outputs outputs
+run: test-deps ## the local stack end to end: a batch of every task type, images saved to ./outputs/
+	@$(VENV)/bin/sdq demo --config $(CONFIG) --out outputs
 
 # Tools some tests drive that cannot share the workspace venv (they pin their own botocore).
 test-deps: setup awscli

@@ -1,28 +1,21 @@
-"""`python -m sdq_local run`: the local stack end to end (what `make run` does).
-
-Starts the stack, submits a text-to-image task through the HTTP API with an API key, waits for
-its notification, downloads the image to ./outputs/, prints where it is and how long each stage
-took, then stops everything (Ctrl-C stops everything too).
-"""
+"""`python -m sdq_local serve`: start the local stack and keep it up until SIGTERM/Ctrl-C,
+describing it in ``<state-dir>/stack.json`` while it is ready (what `sdq local up` starts in the
+background; `sdq demo` / `make run` drive it through the HTTP API)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
-import time
 from pathlib import Path
 
-import aiohttp
-
 from sdq_contracts import ConfigError, load_config
-from sdq_local.demo import LocalClient, TaskRun, image_size, load_example
 from sdq_local.processes import ProcessFailed
-from sdq_local.stack import LocalStack, StackOptions
-
-REPO_ROOT = Path(__file__).resolve().parents[4]
+from sdq_local.stack import LOCAL_CREDENTIALS, LocalStack, StackOptions
 
 
 def _say(text: str) -> None:
@@ -39,84 +32,61 @@ def _runtime_urls(pairs: list[str]) -> dict[str, str]:
     return urls
 
 
-async def run(args: argparse.Namespace) -> int:
+STACK_FILE = "stack.json"
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the stack until cancelled; stack.json exists exactly while it is ready."""
     cfg = load_config(args.config)
+    state_dir = Path(args.state_dir)
     stack = LocalStack(
         cfg,
         StackOptions(
-            state_dir=Path(args.state_dir),
+            state_dir=state_dir,
             runtime_urls=_runtime_urls(args.runtime_url),
             emulator_latency_s=args.latency,
+            api_key=args.api_key,
         ),
     )
-    t0 = time.monotonic()
-    _say("==> starting the local stack (AWS emulator, runtime emulators, queue agents, API)")
+    described = state_dir / STACK_FILE
     try:
         info = await stack.start()
-        _say(
-            f"    ready in {time.monotonic() - t0:.1f}s: API {info.api_url}  (x-api-key: {info.api_key})"
-        )
-        for name, url in info.runtime_urls.items():
-            _say(f"    runtime {name}: {url}")
-        body = load_example(REPO_ROOT, "v1alpha2-text-to-image")
-        content = body["task"]["content"]
-        async with aiohttp.ClientSession() as http:
-            client = LocalClient(info, http)
-            run_ = await client.submit("/v1alpha2", body)
-            _say(
-                f"==> submitted text-to-image task {run_.task_id} ({content['width']}x{content['height']})"
-            )
-
-            def show(r: TaskRun, state: str) -> None:
-                _say(f"    {r.task_id}: {state} (+{time.monotonic() - r.submitted_at:.2f}s)")
-
-            await client.wait_for([run_], within_s=args.timeout, on_status=show)
-            note = run_.notification
-            assert note is not None
-            if note.status.value != "completed":
-                _say(f"!!  task {run_.task_id} {note.status.value}: {note.error}")
-                return 1
-            files = await client.download(run_, Path(args.outputs))
-        _say("==> result")
-        for path in files:
-            width, height = image_size(path)
-            _say(f"    {path}  ({width}x{height} PNG, {path.stat().st_size} bytes)")
-        _say(f"    output location: {note.output_url}")
-        _say("==> timings")
-        _say(f"    API accepted the task      {run_.accepted_s * 1000:8.1f} ms")
-        for stage, seconds in (note.timings or {}).items():
-            _say(f"    {stage:<26} {seconds * 1000:8.1f} ms")
-        _say(f"    submit -> notification     {(run_.seconds or 0) * 1000:8.1f} ms")
-        expected = (content["width"], content["height"])
-        if not files or any(image_size(p) != expected for p in files):
-            _say(f"!!  expected {expected[0]}x{expected[1]} images")
-            return 1
+        description = stack.describe() | {
+            "pid": os.getpid(),
+            "region": info.region,
+            "output_bucket": info.resources.output_bucket,
+            "model_bucket": info.resources.model_bucket,
+            "results_queue_url": info.results_queue_url,
+            "trace_dir": str(stack.trace_dir),
+            "node_models_dir": str(info.node_models_dir),
+            "runtimes_by_type": {r.name: r.type.value for r in cfg.runtimes},
+            "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
+        tmp = described.with_suffix(".tmp")
+        tmp.write_text(json.dumps(description, indent=2))
+        tmp.replace(described)
+        _say(f"sdq local stack ready: {info.api_url} (state in {state_dir})")
+        await asyncio.Event().wait()  # until cancelled by SIGTERM / Ctrl-C
         return 0
-    except (ProcessFailed, TimeoutError, RuntimeError) as exc:
+    except ProcessFailed as exc:
         _say(f"!!  {exc}")
-        _say(f"    logs: {stack.log_dir}")
         return 1
     finally:
-        _say("==> stopping the local stack")
+        described.unlink(missing_ok=True)
         await stack.stop()
+        _say("sdq local stack stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdq_local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="the local stack end to end with one task")
-    run_p.add_argument("--config", default="config.yaml")
-    run_p.add_argument("--outputs", default="outputs")
-    run_p.add_argument("--state-dir", default=".local")
-    run_p.add_argument("--latency", type=float, default=0.5, help="emulated generation seconds")
-    run_p.add_argument("--timeout", type=float, default=120.0)
-    run_p.add_argument(
-        "--runtime-url",
-        action="append",
-        default=[],
-        metavar="NAME=URL",
-        help="use a real SD WebUI / ComfyUI for runtime NAME instead of the emulator",
-    )
+    serve_p = sub.add_parser("serve", help="start the stack and keep it up until SIGTERM")
+    serve_p.add_argument("--config", default="config.yaml")
+    serve_p.add_argument("--state-dir", default=".local")
+    serve_p.add_argument("--latency", type=float, default=0.5, help="emulated generation seconds")
+    serve_p.add_argument("--api-key", default=None, help="fixed API key (default: a random one)")
+    serve_p.add_argument("--runtime-url", action="append", default=[], metavar="NAME=URL")
     args = parser.parse_args(argv)
     try:
         load_config(args.config)
@@ -129,12 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         if task is not None:
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args)
+        return await serve(args)
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         return asyncio.run(guarded())
-    _say("interrupted; everything stopped")
-    return 130
+    return 0
 
 
 if __name__ == "__main__":

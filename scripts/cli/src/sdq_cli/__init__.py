@@ -1,0 +1,1 @@
+"""The `sdq` command line."""
