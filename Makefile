@@ -11,11 +11,11 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 export SDQ_CONFIG := $(abspath $(CONFIG))
 
-PY_SRC := libs/contracts/src services/*/src scripts/*/src k8s/src
+PY_SRC := libs/contracts/src services/*/src scripts/*/src k8s/src terraform/src
 
 -include mk/*.mk
 
-.PHONY: help setup run test test-deps test-unit lint typecheck fmt bench clean
+.PHONY: help setup run test test-deps test-unit lint typecheck fmt lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,11 +30,11 @@ $(STAMP): requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/p
 
 setup: $(STAMP) ## create the venv with every package and tool, pinned
 
-run: test-deps ## the local stack end to end: a batch of every task type, images saved to ./outputs/
+run: setup awscli ## the local stack end to end: a batch of every task type, images saved to ./outputs/
 	@$(VENV)/bin/sdq demo --config $(CONFIG) --out outputs
 
 # Tools some tests drive that cannot share the workspace venv (they pin their own botocore).
-test-deps: setup awscli
+test-deps: setup awscli checkov-venv
 
 test: test-deps ## every test (unit, integration against moto + the runtime emulator, e2e)
 	@$(PY) -m pytest -q
@@ -52,6 +52,14 @@ typecheck: setup ## mypy --strict on every package's src
 fmt: setup ## format and autofix
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
+
+lock: ## re-resolve every package to its newest allowed version and rewrite constraints.txt
+	@rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	@build/lock-venv/bin/pip install --quiet uv
+	@build/lock-venv/bin/uv pip install --quiet --python build/lock-venv/bin/python -r requirements-dev.txt
+	@{ echo "# Pinned versions of every third-party package (regenerate: make lock)."; \
+	   build/lock-venv/bin/uv pip freeze --python build/lock-venv/bin/python --exclude-editable; } > constraints.txt
+	@rm -rf build/lock-venv && echo "constraints.txt rewritten; run make setup"
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -35,14 +35,15 @@ class Tracked:
 class Progress:
     """One line per state change: `  +1.2s  task-id  queued → running`."""
 
-    def __init__(self, out: TextIO = sys.stderr, enabled: bool = True) -> None:
+    def __init__(self, out: TextIO | None = None, enabled: bool = True) -> None:
         self._out = out
         self._enabled = enabled
 
     def __call__(self, task: Tracked, old: str, new: str) -> None:
         if self._enabled:
             elapsed = time.monotonic() - task.started
-            print(f"  +{elapsed:6.2f}s  {task.task_id}  {old} → {new}", file=self._out, flush=True)
+            line = f"  +{elapsed:6.2f}s  {task.task_id}  {old} → {new}"
+            print(line, file=self._out or sys.stderr, flush=True)
 
 
 def follow(

@@ -1,0 +1,85 @@
+"""A private S3 bucket: public access blocked, owner-enforced, encrypted, optionally versioned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
+    S3BucketOwnershipControls,
+    S3BucketOwnershipControlsRule,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
+    S3BucketVersioningA,
+    S3BucketVersioningVersioningConfiguration,
+)
+from constructs import Construct
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    versioned: bool
+    # Keep objects on `terraform destroy`? False refuses to destroy a non-empty bucket.
+    force_destroy: bool = False
+
+
+@dataclass(frozen=True)
+class BucketOutputs:
+    name: str
+    arn: str
+
+
+class PrivateBucket(Construct):
+    def __init__(self, scope: Construct, construct_id: str, spec: BucketSpec) -> None:
+        super().__init__(scope, construct_id)
+        bucket = S3Bucket(self, "bucket", bucket=spec.name, force_destroy=spec.force_destroy)
+        S3BucketPublicAccessBlock(
+            self,
+            "public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        S3BucketOwnershipControls(
+            self,
+            "ownership",
+            bucket=bucket.id,
+            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
+        )
+        # SSE-KMS with the AWS managed key: no key policy to maintain, and every IAM principal
+        # of the account can use it through S3 (kms:ViaService), which is what sdq needs.
+        S3BucketServerSideEncryptionConfigurationA(
+            self,
+            "encryption",
+            bucket=bucket.id,
+            rule=[
+                S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=(
+                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                            sse_algorithm="aws:kms"
+                        )
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+        )
+        if spec.versioned:
+            S3BucketVersioningA(
+                self,
+                "versioning",
+                bucket=bucket.id,
+                versioning_configuration=S3BucketVersioningVersioningConfiguration(
+                    status="Enabled"
+                ),
+            )
+        self.bucket = bucket
+        self.outputs = BucketOutputs(name=bucket.bucket, arn=bucket.arn)

@@ -1,0 +1,61 @@
+"""Stacks with no sdq dependencies: the state bucket and the image registry."""
+
+from __future__ import annotations
+
+import json
+
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from constructs import Construct
+
+from sdq_contracts.config import DeploymentConfig
+from sdq_infra import names
+from sdq_infra.components.buckets import BucketSpec, PrivateBucket
+from sdq_infra.components.registry import ImageRepository, RepositorySpec
+from sdq_infra.options import InfraOptions
+from sdq_infra.stacks.base import SdqStack
+
+
+class StateStack(SdqStack):
+    """The bucket every other stack keeps its state in (S3 lock files, no lock table).
+
+    Its own state is local (build/tfstate/state.tfstate): it cannot live in the bucket it
+    creates. Losing that file loses nothing but the handle: `terraform import` gets it back.
+    """
+
+    def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
+        super().__init__(scope, "state", cfg, options)
+        bucket = PrivateBucket(self, "state", BucketSpec(name=options.state_bucket, versioned=True))
+        S3BucketPolicy(
+            self,
+            "tls-only",
+            bucket=bucket.bucket.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket.outputs.arn, f"{bucket.outputs.arn}/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                }
+            ),
+        )
+        self.output("state_bucket", bucket.outputs.name, "bucket holding every stack's state")
+
+
+class RegistryStack(SdqStack):
+    def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
+        super().__init__(scope, "registry", cfg, options)
+        repo = ImageRepository(
+            self, "queue-agent", RepositorySpec(name=names.queue_agent_repository_name(cfg))
+        )
+        self.output(
+            "queue_agent_repository_url",
+            repo.outputs.url,
+            "ECR repository of the queue agent image",
+        )

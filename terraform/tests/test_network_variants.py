@@ -1,0 +1,66 @@
+"""The network stack's other shapes: NAT per AZ, no NAT, and adopting an existing VPC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdq_contracts.config import DeploymentConfig, load_config
+from sdq_infra.options import InfraOptions, find_repo_root
+
+pytestmark = pytest.mark.unit
+
+REPO = find_repo_root(Path(__file__).parent)
+
+
+SynthApp = Callable[[DeploymentConfig, InfraOptions], Any]
+
+
+def network_resources(
+    synth_app: SynthApp, network: dict[str, Any], tmp_path: Path
+) -> dict[str, dict[str, Any]]:
+    base = load_config(REPO / "config.yaml").model_dump(mode="json")
+    cfg = DeploymentConfig.model_validate(base | {"network": network})
+    synth = synth_app(cfg, InfraOptions(REPO, tmp_path, "sdq-test-tfstate"))
+    return synth.json("network").get("resource", {})
+
+
+def test_nat_per_az_and_none(synth_app: SynthApp, tmp_path: Path) -> None:
+    per_az = network_resources(
+        synth_app, {"nat": "per_az", "availability_zones": 3}, tmp_path / "a"
+    )
+    assert len(per_az["aws_nat_gateway"]) == 3
+    routes = [r for r in per_az["aws_route"].values() if "nat_gateway_id" in r]
+    assert len({r["nat_gateway_id"] for r in routes}) == 3
+    none = network_resources(synth_app, {"nat": "none", "availability_zones": 2}, tmp_path / "b")
+    assert "aws_nat_gateway" not in none
+    assert len(none["aws_subnet"]) == 4
+
+
+def test_existing_vpc_only_gets_discovery_tags(synth_app: SynthApp, tmp_path: Path) -> None:
+    existing = {
+        "vpc_id": "vpc-0123456789abcdef0",
+        "private_subnet_ids": ["subnet-a", "subnet-b"],
+        "public_subnet_ids": ["subnet-c"],
+    }
+    resources = network_resources(synth_app, {"existing_vpc": existing}, tmp_path)
+    assert set(resources) == {"aws_ec2_tag"}
+    tags = {(t["resource_id"], t["key"]): t["value"] for t in resources["aws_ec2_tag"].values()}
+    assert tags[("subnet-a", "karpenter.sh/discovery")] == "sdq"
+    assert tags[("subnet-b", "kubernetes.io/role/internal-elb")] == "1"
+    assert tags[("subnet-c", "kubernetes.io/role/elb")] == "1"
+
+
+def test_subnet_blocks_do_not_overlap() -> None:
+    # Imported here: the module loads cdktf (~30 s), which collection alone should not pay.
+    from sdq_infra.components.network import subnet_cidrs
+
+    public, private = subnet_cidrs("10.0.0.0/16", 3)
+    assert public == ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+    assert private == ["10.0.96.0/19", "10.0.128.0/19", "10.0.160.0/19"]
+    public6, private6 = subnet_cidrs("10.0.0.0/16", 6)
+    assert len(set(public6 + private6)) == 12
+    assert all(block.endswith("/20") for block in public6 + private6)

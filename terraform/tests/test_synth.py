@@ -1,0 +1,382 @@
+"""Assertions on the synthesized Terraform JSON of the repository's config (one synthesis)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sdq_contracts import naming
+from sdq_infra import names
+
+if TYPE_CHECKING:
+    from conftest import Synth
+
+pytestmark = pytest.mark.unit
+
+DATA_SERVICES = ("s3", "sqs", "sns", "dynamodb", "kms", "lambda", "ssm", "ec2", "iam", "eks")
+
+
+def policies(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Every inline IAM policy of every stack, parsed, by stack.resource."""
+    return {
+        name: json.loads(body["policy"])
+        for name, body in synth.all_resources("aws_iam_role_policy").items()
+    }
+
+
+def statements(synth: Synth, stack: str, role_fragment: str) -> list[dict[str, Any]]:
+    found = [
+        json.loads(body["policy"])["Statement"]
+        for name, body in synth.resources(stack, "aws_iam_role_policy").items()
+        if role_fragment in name
+    ]
+    assert len(found) == 1, f"expected one policy matching {role_fragment} in {stack}"
+    return found[0]
+
+
+def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert len(resources) == 1, sorted(resources)
+    return next(iter(resources.values()))
+
+
+def test_stacks_in_dependency_order(synthesized: Synth) -> None:
+    runtimes = [names.runtime_stack_id(r) for r in synthesized.cfg.runtimes]
+    assert synthesized.stacks == (
+        "state", "registry", "network", "cluster", "routing", "model_sync", *runtimes
+    )  # fmt: skip
+
+
+def test_only_the_aws_provider(synthesized: Synth) -> None:
+    for stack in synthesized.stacks:
+        tf = synthesized.json(stack)
+        assert set(tf["provider"]) == {"aws"}, stack
+        assert tf["terraform"]["required_providers"] == {
+            "aws": {"source": "aws", "version": "5.100.0"}
+        }
+
+
+def test_s3_backend_key_per_stack_with_lockfile(synthesized: Synth) -> None:
+    keys = set()
+    for stack in synthesized.stacks:
+        backend = synthesized.json(stack)["terraform"]["backend"]
+        if stack == "state":
+            assert set(backend) == {"local"}, "the state bucket cannot hold its own state"
+            continue
+        s3 = backend["s3"]
+        assert s3["use_lockfile"] is True
+        assert "dynamodb_table" not in s3
+        assert s3["bucket"] == "sdq-test-tfstate"
+        assert s3["key"] == f"{synthesized.cfg.stack_name}/{stack}.tfstate"
+        keys.add(s3["key"])
+    assert len(keys) == len(synthesized.stacks) - 1
+
+
+def test_runtime_queues_encrypted_with_visibility_and_redrive(synthesized: Synth) -> None:
+    cfg = synthesized.cfg
+    for runtime in cfg.runtimes:
+        stack = names.runtime_stack_id(runtime)
+        queues = {
+            q["name"]: (name, q)
+            for name, q in synthesized.resources(stack, "aws_sqs_queue").items()
+        }
+        dlq_id, dlq = queues[naming.dlq_name(cfg, runtime)]
+        _, queue = queues[naming.queue_name(cfg, runtime)]
+        for q in (queue, dlq):
+            assert q["sqs_managed_sse_enabled"] is True
+        assert queue["visibility_timeout_seconds"] >= runtime.task_timeout_seconds
+        assert queue["visibility_timeout_seconds"] == naming.queue_visibility_timeout(runtime)
+        redrive = json.loads(queue["redrive_policy"])
+        assert redrive == {
+            "deadLetterTargetArn": f"${{aws_sqs_queue.{dlq_id}.arn}}",
+            "maxReceiveCount": runtime.max_receive_count,
+        }
+        assert dlq["message_retention_seconds"] == naming.DLQ_RETENTION_SECONDS
+        policy = json.loads(queue["policy"])["Statement"]
+        assert [s["Principal"] for s in policy] == [{"Service": "sns.amazonaws.com"}]
+        assert policy[0]["Condition"]["ArnEquals"]["aws:SourceArn"].endswith(
+            f":{naming.input_topic_name(cfg)}"
+        )
+
+
+def test_each_runtime_subscribed_with_its_own_filter(synthesized: Synth) -> None:
+    cfg = synthesized.cfg
+    filters = {}
+    for runtime in cfg.runtimes:
+        sub = only(
+            synthesized.resources(names.runtime_stack_id(runtime), "aws_sns_topic_subscription")
+        )
+        assert sub["protocol"] == "sqs"
+        assert sub["raw_message_delivery"] is True
+        assert sub["filter_policy_scope"] == "MessageAttributes"
+        assert sub["topic_arn"].endswith(f":{naming.input_topic_name(cfg)}")
+        filters[runtime.name] = json.loads(sub["filter_policy"])
+        assert filters[runtime.name] == naming.filter_policy(runtime)
+    assert len({json.dumps(f) for f in filters.values()}) == len(cfg.runtimes)
+
+
+def test_api_routes_require_api_keys_and_proxy_to_the_lambda(synthesized: Synth) -> None:
+    methods = synthesized.resources("routing", "aws_api_gateway_method")
+    resources = synthesized.resources("routing", "aws_api_gateway_resource")
+    by_id = {f"${{aws_api_gateway_resource.{name}.id}}": r for name, r in resources.items()}
+
+    def path(resource_ref: str) -> str:
+        parts = []
+        while resource_ref in by_id:
+            parts.append(by_id[resource_ref]["path_part"])
+            resource_ref = by_id[resource_ref]["parent_id"]
+        return "/" + "/".join(reversed(parts))
+
+    routes = {(path(m["resource_id"]), m["http_method"]) for m in methods.values()}
+    assert routes == {
+        ("/v1alpha1", "POST"),
+        ("/v1alpha2", "POST"),
+        ("/v1alpha2/tasks/{id}", "GET"),
+        ("/v1alpha2/tasks/{id}", "DELETE"),
+    }
+    assert all(m["api_key_required"] is True for m in methods.values())
+    integrations = synthesized.resources("routing", "aws_api_gateway_integration")
+    assert len(integrations) == len(methods)
+    for integration in integrations.values():
+        assert integration["type"] == "AWS_PROXY"
+        assert integration["uri"].startswith("${aws_lambda_function.")
+
+
+def test_usage_plan_throttle_matches_config(synthesized: Synth) -> None:
+    plan = only(synthesized.resources("routing", "aws_api_gateway_usage_plan"))
+    throttle = synthesized.cfg.api.throttle
+    assert plan["throttle_settings"] == {
+        "rate_limit": throttle.rate_limit,
+        "burst_limit": throttle.burst_limit,
+    }
+    assert len(plan["api_stages"]) == 1
+
+
+def test_stage_traces_and_logs_access(synthesized: Synth) -> None:
+    stage = only(synthesized.resources("routing", "aws_api_gateway_stage"))
+    assert stage["stage_name"] == names.API_STAGE
+    assert stage["xray_tracing_enabled"] is True
+    log = stage["access_log_settings"]
+    assert log["destination_arn"].startswith("${aws_cloudwatch_log_group.")
+    assert json.loads(log["format"])["requestId"] == "$context.requestId"
+
+
+def test_lambdas_trace_and_run_the_contract_handlers(synthesized: Synth) -> None:
+    functions = synthesized.all_resources("aws_lambda_function")
+    handlers = {f["handler"] for f in functions.values()}
+    assert handlers == {names.API_VALIDATOR_HANDLER, names.MODEL_SYNC_HANDLER}
+    for function in functions.values():
+        assert function["tracing_config"] == {"mode": "Active"}
+        assert function["runtime"] == "python3.11"
+    validator = only(synthesized.resources("routing", "aws_lambda_function"))
+    env = validator["environment"]["variables"]
+    cfg = synthesized.cfg
+    assert json.loads(env["SDQ_RUNTIMES"]) == [
+        {"name": r.name, "type": r.type.value, "model": r.model, "dynamic_model": r.dynamic_model}
+        for r in cfg.runtimes
+    ]
+    assert env["SDQ_STATUS_TABLE"].startswith("${aws_dynamodb_table.")
+    assert env["SDQ_MAX_BODY_BYTES"] == str(cfg.api.max_body_bytes)
+    assert env["SDQ_CLAIM_CHECK_BYTES"] == str(cfg.api.claim_check_bytes)
+    assert env["SDQ_STATUS_TTL_DAYS"] == str(cfg.api.status_ttl_days)
+    assert {"SDQ_INPUT_TOPIC_ARN", "SDQ_OUTPUT_BUCKET"} <= set(env)
+
+
+def test_topics_encrypted_and_traced(synthesized: Synth) -> None:
+    topics = synthesized.resources("routing", "aws_sns_topic")
+    cfg = synthesized.cfg
+    assert {t["name"] for t in topics.values()} == {
+        naming.input_topic_name(cfg),
+        naming.output_topic_name(cfg),
+    }
+    for topic in topics.values():
+        assert topic["kms_master_key_id"] == "alias/aws/sns"
+        assert topic["tracing_config"] == "Active"
+
+
+def test_status_table_keys_and_ttl(synthesized: Synth) -> None:
+    table = only(synthesized.resources("routing", "aws_dynamodb_table"))
+    assert table["name"] == naming.status_table_name(synthesized.cfg)
+    assert table["hash_key"] == naming.STATUS_HASH_KEY
+    assert table["ttl"] == {"attribute_name": naming.STATUS_TTL_ATTRIBUTE, "enabled": True}
+    assert table["server_side_encryption"] == {"enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("stack", "versioned"), [("state", True), ("model_sync", True), ("routing", False)]
+)
+def test_buckets_private_encrypted_versioned(
+    synthesized: Synth, stack: str, versioned: bool
+) -> None:
+    bucket_names = {b["bucket"] for b in synthesized.resources(stack, "aws_s3_bucket").values()}
+    assert len(bucket_names) == 1
+    blocks = synthesized.resources(stack, "aws_s3_bucket_public_access_block")
+    assert [
+        all(
+            b[k]
+            for k in (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            )
+        )
+        for b in blocks.values()
+    ] == [True]
+    encryption = only(
+        synthesized.resources(stack, "aws_s3_bucket_server_side_encryption_configuration")
+    )
+    rule = encryption["rule"][0]["apply_server_side_encryption_by_default"]
+    assert rule["sse_algorithm"] == "aws:kms"
+    ownership = only(synthesized.resources(stack, "aws_s3_bucket_ownership_controls"))
+    assert ownership["rule"]["object_ownership"] == "BucketOwnerEnforced"
+    versioning = synthesized.resources(stack, "aws_s3_bucket_versioning")
+    if versioned:
+        assert only(versioning)["versioning_configuration"]["status"] == "Enabled"
+    else:
+        assert versioning == {}
+
+
+def test_no_wildcard_actions_anywhere(synthesized: Synth) -> None:
+    for name, policy in policies(synthesized).items():
+        for statement in policy["Statement"]:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            assert not [a for a in actions if "*" in a], f"{name} {statement['Sid']}"
+            if statement["Resource"] == ["*"]:
+                services = {a.split(":")[0] for a in actions}
+                data_actions = {
+                    a for a in actions
+                    if a.split(":")[0] in {"s3", "sqs", "sns", "dynamodb"}
+                }  # fmt: skip
+                assert not data_actions, f"{name}: data actions on '*': {data_actions}"
+                assert services, name
+
+
+def test_runtime_role_scoped_to_its_own_resources(synthesized: Synth) -> None:
+    cfg = synthesized.cfg
+    for runtime in cfg.runtimes:
+        stack = names.runtime_stack_id(runtime)
+        queue_id = next(
+            name for name, q in synthesized.resources(stack, "aws_sqs_queue").items()
+            if q["name"] == naming.queue_name(cfg, runtime)
+        )  # fmt: skip
+        by_sid = {s["Sid"]: s for s in statements(synthesized, stack, "role-policy")}
+        assert by_sid["ConsumeOwnQueue"]["Resource"] == [f"${{aws_sqs_queue.{queue_id}.arn}}"]
+        assert "sqs:SendMessage" not in by_sid["ConsumeOwnQueue"]["Action"]
+        assert by_sid["PublishResults"]["Resource"][0].endswith(f":{naming.output_topic_name(cfg)}")
+        assert by_sid["UpdateStatusRows"]["Resource"][0].endswith(
+            f":table/{naming.status_table_name(cfg)}"
+        )
+        assert all(
+            r.endswith((cfg.buckets.models, f"{cfg.buckets.models}/*"))
+            for r in by_sid["ReadModels"]["Resource"]
+        )
+        assert by_sid["ReadModels"]["Action"] == ["s3:GetObject", "s3:ListBucket"]
+        assert by_sid["WriteOutputs"]["Resource"][0].endswith(f"{cfg.buckets.outputs}/*")
+        trust = json.loads(only(synthesized.resources(stack, "aws_iam_role"))["assume_role_policy"])
+        assert trust["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+        association = only(synthesized.resources(stack, "aws_eks_pod_identity_association"))
+        assert association["service_account"] == naming.service_account_name(runtime)
+        assert association["namespace"] == cfg.cluster.namespace
+
+
+def test_keda_reads_only_sdq_queue_depth(synthesized: Synth) -> None:
+    cfg = synthesized.cfg
+    (statement,) = statements(synthesized, "cluster", "keda")
+    assert statement["Action"] == ["sqs:GetQueueAttributes"]
+    expected = sorted(f":{naming.queue_name(cfg, r)}" for r in cfg.runtimes)
+    assert sorted(":" + arn.rsplit(":", 1)[1] for arn in statement["Resource"]) == expected
+
+
+def test_model_sync_sends_commands_only_to_tagged_cluster_nodes(synthesized: Synth) -> None:
+    cfg = synthesized.cfg
+    sync = [
+        s
+        for s in statements(synthesized, "model_sync", "lambda_policy")
+        if "ssm:SendCommand" in s["Action"]
+    ]
+    by_resource = {s["Resource"][0].split(":", 5)[5]: s for s in sync}
+    assert set(by_resource) == {"document/AWS-RunShellScript", "instance/*"}
+    assert "Condition" not in by_resource["document/AWS-RunShellScript"]
+    condition = by_resource["instance/*"]["Condition"]
+    assert condition == {
+        "StringEquals": {f"ssm:resourceTag/{naming.NODE_TAG_CLUSTER}": naming.cluster_name(cfg)}
+    }
+    everything = [
+        a for s in statements(synthesized, "model_sync", "lambda_policy") for a in s["Action"]
+    ]
+    assert "s3:GetObject" not in everything
+
+
+def test_model_bucket_notifies_the_model_sync_lambda(synthesized: Synth) -> None:
+    notification = only(synthesized.resources("model_sync", "aws_s3_bucket_notification"))
+    (target,) = notification["lambda_function"]
+    assert sorted(target["events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    permission = only(synthesized.resources("model_sync", "aws_lambda_permission"))
+    assert permission["principal"] == "s3.amazonaws.com"
+
+
+def test_cluster_version_addons_and_api_auth(synthesized: Synth) -> None:
+    cluster = only(synthesized.resources("cluster", "aws_eks_cluster"))
+    assert cluster["version"] == synthesized.cfg.cluster.kubernetes_version
+    assert cluster["access_config"]["authentication_mode"] == "API"
+    addons = {a["addon_name"] for a in synthesized.resources("cluster", "aws_eks_addon").values()}
+    assert addons == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"}
+    group = only(synthesized.resources("cluster", "aws_eks_node_group"))
+    assert group["scaling_config"]["desired_size"] == synthesized.cfg.cluster.system_node_count
+
+
+def test_karpenter_interruption_events_reach_its_queue(synthesized: Synth) -> None:
+    rules = synthesized.resources("cluster", "aws_cloudwatch_event_rule")
+    kinds = {json.loads(r["event_pattern"])["detail-type"][0] for r in rules.values()}
+    assert kinds == {
+        "AWS Health Event",
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+    }
+    queue = only(synthesized.resources("cluster", "aws_sqs_queue"))
+    assert queue["sqs_managed_sse_enabled"] is True
+    targets = synthesized.resources("cluster", "aws_cloudwatch_event_target")
+    assert len(targets) == len(rules)
+
+
+def test_network_subnets_nat_and_discovery_tags(synthesized: Synth) -> None:
+    subnets = synthesized.resources("network", "aws_subnet").values()
+    public = [s for s in subnets if "kubernetes.io/role/elb" in s["tags"]]
+    private = [s for s in subnets if "kubernetes.io/role/internal-elb" in s["tags"]]
+    assert len(public) == len(private) == synthesized.cfg.network.availability_zones
+    assert all(s["cidr_block"].endswith("/19") for s in subnets)
+    assert all(
+        s["tags"]["karpenter.sh/discovery"] == naming.cluster_name(synthesized.cfg) for s in private
+    )
+    nats = synthesized.resources("network", "aws_nat_gateway")
+    assert len(nats) == {"single": 1, "per_az": 3, "none": 0}[synthesized.cfg.network.nat]
+    endpoint = only(synthesized.resources("network", "aws_vpc_endpoint"))
+    assert endpoint["service_name"] == f"com.amazonaws.{synthesized.cfg.region}.s3"
+    assert only(synthesized.resources("network", "aws_vpc"))["cidr_block"] == "10.0.0.0/16"
+
+
+def test_agent_image_repository_is_immutable_and_scanned(synthesized: Synth) -> None:
+    repo = only(synthesized.resources("registry", "aws_ecr_repository"))
+    assert repo["image_tag_mutability"] == "IMMUTABLE"
+    assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+
+
+def test_lambda_environments_match_what_the_handlers_read(synthesized: Synth) -> None:
+    from sdq_api_validator.settings import runtimes_env
+
+    validator = only(synthesized.resources("routing", "aws_lambda_function"))["environment"][
+        "variables"
+    ]
+    assert validator["SDQ_RUNTIMES"] == runtimes_env(synthesized.cfg.runtimes)
+    sync = only(synthesized.resources("model_sync", "aws_lambda_function"))["environment"][
+        "variables"
+    ]
+    assert sync == {
+        "SDQ_CLUSTER_NAME": naming.cluster_name(synthesized.cfg),
+        "SDQ_MODEL_BUCKET": synthesized.cfg.buckets.models,
+        "SDQ_MODEL_CACHE_DIR": naming.MODEL_CACHE_HOST_PATH,
+    }
