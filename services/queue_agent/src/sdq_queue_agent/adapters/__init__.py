@@ -1,0 +1,1 @@
+"""Adapters: one module per external system (AWS, runtimes, HTTP inputs, webhooks, health)."""

@@ -1,0 +1,119 @@
+"""ComfyUI workflow shaping and history reading (pure)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from sdq_contracts.messages import TaskMessage
+from sdq_contracts.requests import TaskType
+from sdq_queue_agent.domain.inputs import comfyui_input_refs
+from sdq_queue_agent.domain.model import RuntimeRequest
+from sdq_queue_agent.errors import InvalidTaskError, WorkflowExecutionError
+
+OUTPUT_ROOT = "sdq"
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    filename: str
+    subfolder: str
+    type: str
+
+
+def shape(task: TaskMessage, content: dict[str, Any]) -> RuntimeRequest:
+    if task.tasktype is not TaskType.PIPELINE:
+        raise InvalidTaskError(f"ComfyUI runs 'pipeline' tasks, not {task.tasktype.value!r}")
+    graph = copy.deepcopy(content)
+    # A v1alpha2 pipeline may wrap the graph as {"prompt": {...}}.
+    if set(graph) == {"prompt"} and isinstance(graph["prompt"], dict):
+        graph = graph["prompt"]
+    for node_id, node in graph.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            raise InvalidTaskError(
+                f"workflow node {node_id!r} has no class_type (API format expected)"
+            )
+    rewrite_prefixes(graph, task.id)
+    return RuntimeRequest(
+        task_id=task.id,
+        tasktype=task.tasktype,
+        body=graph,
+        inputs=tuple(comfyui_input_refs(graph)),
+    )
+
+
+def rewrite_prefixes(graph: dict[str, Any], task_id: str) -> None:
+    """Point every ``filename_prefix`` into ``sdq/<task id>/`` so outputs of tasks never mix."""
+    for node in graph.values():
+        inputs = node.get("inputs")
+        if isinstance(inputs, dict) and isinstance(inputs.get("filename_prefix"), str):
+            base = inputs["filename_prefix"].replace("\\", "/").rsplit("/", 1)[-1] or "ComfyUI"
+            inputs["filename_prefix"] = f"{OUTPUT_ROOT}/{task_id}/{base}"
+
+
+def history_outputs(entry: dict[str, Any]) -> list[OutputRef]:
+    """Saved files (``type == output``) of a finished prompt, in node order."""
+    refs: list[OutputRef] = []
+    outputs = entry.get("outputs") or {}
+    for node_id in sorted(outputs, key=_node_order):
+        node_out = outputs[node_id]
+        if not isinstance(node_out, dict):
+            continue
+        for items in node_out.values():
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get("filename"), str)
+                    and item.get("type", "output") == "output"
+                ):
+                    refs.append(
+                        OutputRef(item["filename"], str(item.get("subfolder") or ""), "output")
+                    )
+    return refs
+
+
+def history_status(entry: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """``(status_str, execution_error data or None)`` of a history entry."""
+    status = entry.get("status") or {}
+    error = None
+    for message in status.get("messages") or []:
+        if isinstance(message, list) and len(message) == 2 and message[0] == "execution_error":
+            error = message[1] if isinstance(message[1], dict) else {}
+    return str(status.get("status_str") or ""), error
+
+
+def execution_error(data: dict[str, Any]) -> WorkflowExecutionError:
+    node = data.get("node_id", "?")
+    node_type = data.get("node_type", "?")
+    kind = data.get("exception_type", "error")
+    message = data.get("exception_message", "")
+    return WorkflowExecutionError(f"node {node} ({node_type}) failed: {kind}: {message}".strip())
+
+
+def prompt_error(payload: Any) -> str:
+    """Summary of a 400 answer to POST /prompt: the error plus each node's messages."""
+    if not isinstance(payload, dict):
+        return "ComfyUI refused the workflow"
+    error = payload.get("error") or {}
+    parts = [
+        str(error.get("message") or "invalid workflow") if isinstance(error, dict) else str(error)
+    ]
+    node_errors = payload.get("node_errors") or {}
+    if isinstance(node_errors, dict):
+        for node_id, info in node_errors.items():
+            if not isinstance(info, dict):
+                continue
+            for err in info.get("errors") or []:
+                if isinstance(err, dict):
+                    detail = f": {err['details']}" if err.get("details") else ""
+                    parts.append(
+                        f"node {node_id} ({info.get('class_type', '?')}): {err.get('message', '')}{detail}"
+                    )
+    return "; ".join(parts)
+
+
+def _node_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)

@@ -1,0 +1,125 @@
+"""The agent's outside world as protocols; adapters implement them, tests use in-memory fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sdq_contracts.messages import ResultNotification, TaskError, TaskMessage
+from sdq_queue_agent.domain.model import (
+    Claim,
+    FetchedInput,
+    InputRef,
+    ReceivedMessage,
+    RuntimeRequest,
+    RuntimeResult,
+)
+
+
+class TaskQueue(Protocol):
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility: int
+    ) -> list[ReceivedMessage]: ...
+
+    async def delete(self, message: ReceivedMessage) -> None: ...
+
+    async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None: ...
+
+    async def extend(self, messages: Sequence[ReceivedMessage], seconds: int) -> None:
+        """Heartbeat: push the visibility of every message ``seconds`` into the future."""
+        ...
+
+    async def is_empty(self) -> bool:
+        """No message visible, in flight or delayed (burst mode's stop condition)."""
+        ...
+
+
+class ObjectStore(Protocol):
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str]:
+        """Bytes and content type; raises InputTooLargeError above ``max_bytes``."""
+        ...
+
+
+class ResultPublisher(Protocol):
+    async def publish(self, notification: ResultNotification) -> None: ...
+
+
+class StatusStore(Protocol):
+    async def claim(self, task: TaskMessage, output_location: str, now: datetime) -> Claim:
+        """Mark the task running (attempts + 1) unless it is done or cancellation is asked."""
+        ...
+
+    async def cancel_requested(self, task_id: str) -> bool: ...
+
+    async def complete(self, task_id: str, outputs: list[str], now: datetime) -> bool:
+        """Mark completed; False when the row was cancelled meanwhile (nothing to announce)."""
+        ...
+
+    async def fail(
+        self, task: TaskMessage | None, task_id: str, error: TaskError, now: datetime
+    ) -> None: ...
+
+    async def cancelled(self, task_id: str, now: datetime) -> None: ...
+
+    async def announced(self, task_id: str) -> None:
+        """The final notification is published (complete/fail/cancelled leave it unannounced)."""
+        ...
+
+
+class InputFetcher(Protocol):
+    async def fetch_url(self, url: str) -> tuple[bytes, str]:
+        """Download an http(s) input under the SSRF, size, time and content-type rules."""
+        ...
+
+
+class WebhookSender(Protocol):
+    async def deliver(self, url: str, body: bytes, task_id: str) -> bool:
+        """POST the signed body with bounded retries; True when the receiver accepted it."""
+        ...
+
+
+class Runtime(Protocol):
+    """One generation backend (SD WebUI, ComfyUI), chosen once from config."""
+
+    kind: str
+
+    async def ping(self) -> None:
+        """Raise when the runtime does not answer its cheap health route."""
+        ...
+
+    async def startup_check(self) -> None:
+        """Checks before the first task (static model present and loaded); StartupError if not."""
+        ...
+
+    def prepare(self, task: TaskMessage, content: dict[str, Any]) -> RuntimeRequest:
+        """Shape the body for the runtime and list the inputs to fetch (pure)."""
+        ...
+
+    async def stage_inputs(
+        self, request: RuntimeRequest, inputs: Sequence[FetchedInput]
+    ) -> RuntimeRequest:
+        """Put fetched inputs where the runtime reads them (inline base64, uploads)."""
+        ...
+
+    async def run(self, request: RuntimeRequest) -> RuntimeResult:
+        """One generation; never retried; raises classified TaskFailures."""
+        ...
+
+    async def interrupt(self, task_id: str) -> None:
+        """Stop the generation of ``task_id`` (remembered, so its answer is not mistaken)."""
+        ...
+
+
+__all__ = [
+    "InputFetcher",
+    "InputRef",
+    "ObjectStore",
+    "ResultPublisher",
+    "Runtime",
+    "StatusStore",
+    "TaskQueue",
+    "WebhookSender",
+]

@@ -1,0 +1,136 @@
+"""The agent's configuration: environment variables only, read here and nowhere else.
+
+Names follow the fixed runtime contract (SDQ_*, AWS_REGION, AWS_ENDPOINT_URL,
+OTEL_EXPORTER_OTLP_ENDPOINT). Validation errors name each bad variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sdq_contracts.config import MAX_TASK_TIMEOUT_SECONDS, NAME_PATTERN, RuntimeType
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(ValueError):
+    """Invalid environment; ``errors`` lists ``(VARIABLE, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        lines = "\n".join(f"  {name}: {msg}" for name, msg in errors)
+        super().__init__(f"invalid queue agent environment:\n{lines}")
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SDQ_", frozen=True, extra="ignore")
+
+    # --- the runtime this agent feeds ---
+    runtime_name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    runtime_type: RuntimeType
+    runtime_url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
+    static_model: str | None = None
+    dynamic_model: bool = False
+    # --- AWS resources ---
+    queue_url: Annotated[str, Field(min_length=1)]
+    result_topic_arn: Annotated[str, Field(min_length=1)]
+    status_table: Annotated[str, Field(min_length=1)]
+    output_bucket: Annotated[str, Field(min_length=3)]
+    model_bucket: str = ""
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    # --- task semantics ---
+    task_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    # Visibility the agent keeps on every held message (heartbeat every third of it).
+    # Default: the task timeout plus a minute, like the queue's own default.
+    visibility_seconds: Annotated[int, Field(ge=2, le=43_200)] | None = None
+    retry_backoff_seconds: Annotated[float, Field(ge=0, le=3600)] = 10
+    retry_backoff_max_seconds: Annotated[float, Field(ge=0, le=43_200)] = 300
+    # --- pipeline ---
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 1
+    prefetch: Annotated[int, Field(ge=0, le=10)] = 1
+    wait_time_seconds: Annotated[int, Field(ge=0, le=20)] = 20
+    interrupt_grace_seconds: Annotated[float, Field(gt=0, le=600)] = 15
+    # --- start-up / shutdown ---
+    readiness_timeout_seconds: Annotated[float, Field(gt=0, le=7200)] = 900
+    readiness_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2
+    drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 60
+    drain_file: Path | None = None
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    # --- inputs and callbacks ---
+    url_allowlist: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
+    max_input_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 20 * 1024 * 1024
+    input_connect_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5
+    input_read_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30
+    webhook_secret: SecretStr | None = None
+    webhook_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    webhook_backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 1
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10
+    log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "INFO"
+
+    @field_validator("url_allowlist", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("static_model", "drain_file", "aws_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("runtime_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def visibility(self) -> int:
+        if self.visibility_seconds is not None:
+            return self.visibility_seconds
+        return min(int(self.task_timeout_seconds) + 60, 43_200)
+
+    @property
+    def input_buckets(self) -> frozenset[str]:
+        """Buckets an ``s3://`` input may come from."""
+        return frozenset(b for b in (self.output_bucket, self.model_bucket) if b)
+
+
+_ALIASES = {
+    "aws_region": "AWS_REGION",
+    "aws_endpoint_url": "AWS_ENDPOINT_URL",
+    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> AgentSettings:
+    """Read and validate the environment (or ``environ``); raises SettingsError per variable."""
+    try:
+        if environ is None:
+            return AgentSettings()
+        prefixed = {k: v for k, v in environ.items() if k.startswith("SDQ_")}
+        values: dict[str, object] = {k[4:].lower(): v for k, v in prefixed.items()}
+        for env in _ALIASES.values():
+            if env in environ:
+                values[env] = environ[env]
+        return AgentSettings.model_validate(values)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "(settings)"
+            name = _ALIASES.get(field, field if field.isupper() else f"SDQ_{field.upper()}")
+            errors.append((name, err["msg"]))
+        raise SettingsError(errors) from None

@@ -1,0 +1,364 @@
+"""Pure domain pieces: message parsing, input fields, SSRF policy, request shaping, settings."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+
+import sdq_queue_agent.domain as domain_pkg
+from sdq_contracts.messages import TaskMessage
+from sdq_contracts.requests import TaskType
+from sdq_queue_agent.domain import comfyui_graph, sdwebui_body
+from sdq_queue_agent.domain.inputs import classify, comfyui_input_refs, sdwebui_input_refs
+from sdq_queue_agent.domain.model import ReceivedMessage
+from sdq_queue_agent.domain.parsing import PoisonMessage, parse_task
+from sdq_queue_agent.domain.ssrf import address_refusal, redact_url
+from sdq_queue_agent.errors import InputRefusedError, InvalidTaskError
+from sdq_queue_agent.logs import configure_logging
+from sdq_queue_agent.settings import SettingsError, load_settings
+from sdq_queue_agent.signing import sign, verify
+
+pytestmark = pytest.mark.unit
+
+FORBIDDEN = {"boto3", "aioboto3", "botocore", "aiobotocore", "aiohttp", "os"}
+
+
+def test_domain_imports_no_io_libraries_or_environment() -> None:
+    for path in Path(domain_pkg.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+        attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert not attrs & {"environ", "getenv"}, path.name
+
+
+def _task(**kw: object) -> dict[str, object]:
+    return {
+        "id": "t1",
+        "runtime": "sd",
+        "tasktype": "text-to-image",
+        "content": {"prompt": "x"},
+    } | kw
+
+
+def test_parse_raw_and_sns_envelope() -> None:
+    raw = json.dumps(_task())
+    assert parse_task(raw).id == "t1"
+    envelope = json.dumps({"Type": "Notification", "Message": raw, "TopicArn": "arn"})
+    assert parse_task(envelope).id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("body", "task_id"),
+    [
+        ("not json", None),
+        ("[1, 2]", None),
+        (json.dumps({"id": "t9", "runtime": "sd"}), "t9"),
+        (json.dumps({"id": "../bad", "x": 1}), None),
+    ],
+)
+def test_poison_messages(body: str, task_id: str | None) -> None:
+    with pytest.raises(PoisonMessage) as info:
+        parse_task(body)
+    assert info.value.task_id == task_id
+
+
+def test_trace_id_from_header() -> None:
+    msg = ReceivedMessage(
+        "m",
+        "h",
+        "{}",
+        1,
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
+    assert msg.trace_id == "1-5759e988-bd862e3fe1be46a994272793"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("https://x/y.png", "http"),
+        ("s3://b/k.png", "s3"),
+        ("iVBORw0KGgo=", "inline"),
+        ("data:image/png;base64,AAA", "inline"),
+        ("input.png", "inline"),
+    ],
+)
+def test_classify(value: str, kind: str) -> None:
+    assert classify(value) == kind
+
+
+@pytest.mark.parametrize("value", ["file:///etc/passwd", "gopher://x/", "ftp://h/x.png"])
+def test_classify_refuses_other_schemes(value: str) -> None:
+    with pytest.raises(InputRefusedError):
+        classify(value)
+
+
+def test_only_explicit_fields_are_inputs() -> None:
+    body = {
+        "prompt": "http://ignored.example/a.png",
+        "init_images": ["https://a/1.png", "AAAA"],
+        "mask": "s3://b/m.png",
+        "imageList": [{"data": "https://a/2.png", "name": "x"}, {"data": "BBBB"}],
+        "alwayson_scripts": {"controlnet": {"args": [{"image": "https://not/fetched.png"}]}},
+    }
+    assert [r.path for r in sdwebui_input_refs(body)] == [
+        ("init_images", 0),
+        ("mask",),
+        ("imageList", 0, "data"),
+    ]
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "https://a/b.png"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "https://not/an/input"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "local.png"}},
+    }
+    assert [r.path for r in comfyui_input_refs(graph)] == [("1", "inputs", "image")]
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("127.0.0.2", "loopback"),
+        ("10.0.0.1", "private"),
+        ("169.254.169.254", "metadata"),
+        ("169.254.1.1", "link-local"),
+        ("::ffff:10.0.0.1", "private"),
+        ("fd00:ec2::254", "metadata"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("93.184.216.34", None),
+    ],
+)
+def test_address_policy(address: str, refused: str | None) -> None:
+    reason = address_refusal(ipaddress.ip_address(address))
+    assert (reason is None) if refused is None else (refused in (reason or ""))
+
+
+def test_allowlist_overrides_policy_but_not_for_others() -> None:
+    allow = (ipaddress.ip_network("127.0.0.1/32"),)
+    assert address_refusal(ipaddress.ip_address("127.0.0.1"), allow) is None
+    assert address_refusal(ipaddress.ip_address("127.0.0.2"), allow) is not None
+
+
+def test_redact_url_drops_query() -> None:
+    assert (
+        redact_url("https://h:8443/p/x.png?X-Amz-Signature=abc")
+        == "https://h:8443/p/x.png?<redacted>"
+    )
+
+
+def test_v1alpha1_routing_keys_stripped_and_image_link_mapped() -> None:
+    body = {
+        "prompt": "p",
+        "alwayson_scripts": {
+            "task": "image-to-image",
+            "sd_model_checkpoint": "m",
+            "id_task": "t",
+            "image_link": "https://x/a.png",
+            "save_dir": "out",
+            "controlnet": {"args": []},
+        },
+    }
+    out = sdwebui_body.normalize_v1alpha1(TaskType.IMAGE_TO_IMAGE, body)
+    assert out["alwayson_scripts"] == {"controlnet": {"args": []}}
+    assert out["init_images"] == ["https://x/a.png"]
+    single = sdwebui_body.normalize_v1alpha1(
+        TaskType.EXTRA_SINGLE_IMAGE, {"alwayson_scripts": {"task": "x", "image_link": "u"}}
+    )
+    assert single == {"image": "u"}
+    batch = sdwebui_body.normalize_v1alpha1(
+        TaskType.EXTRA_BATCH_IMAGES, {"alwayson_scripts": {"image_link": "u"}}
+    )
+    assert batch["imageList"] == [{"data": "u", "name": "image_link"}]
+
+
+def test_dynamic_model_request_and_model_lookup() -> None:
+    task = TaskMessage(
+        id="t",
+        runtime="r",
+        tasktype=TaskType.TEXT_TO_IMAGE,
+        content={"prompt": "x"},
+        sd_model_checkpoint="sd_xl_base_1.0.safetensors",
+    )
+    assert (
+        sdwebui_body.shape(task, task.content or {}, dynamic_model=True).model
+        == "sd_xl_base_1.0.safetensors"
+    )
+    assert sdwebui_body.shape(task, task.content or {}, dynamic_model=False).model is None
+    models = [
+        {
+            "title": "sd_xl_base_1.0.safetensors [abc]",
+            "model_name": "sd_xl_base_1.0",
+            "filename": "/m/sd_xl_base_1.0.safetensors",
+        }
+    ]
+    assert sdwebui_body.find_model(models, "sd_xl_base_1.0") == "sd_xl_base_1.0.safetensors [abc]"
+    assert sdwebui_body.find_model(models, "other") is None
+    body = sdwebui_body.with_model({"prompt": "x"}, "T")
+    assert (
+        body["override_settings"] == {"sd_model_checkpoint": "T"}
+        and body["override_settings_restore_afterwards"] is False
+    )
+
+
+def test_sdwebui_response_images_decoded_and_elided() -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="JPEG")
+    answer = {"images": [base64.b64encode(buf.getvalue()).decode()], "info": "{}"}
+    files, elided = sdwebui_body.read_response(TaskType.TEXT_TO_IMAGE, answer)
+    assert [(f.content_type, f.ext) for f in files] == [("image/jpeg", "jpg")]
+    assert elided == {"images": ["<output 1>"], "info": "{}"}
+
+
+def test_comfyui_shape_rewrites_prefixes_and_rejects_ui_format() -> None:
+    task = TaskMessage(
+        id="t7",
+        runtime="c",
+        tasktype=TaskType.PIPELINE,
+        content={"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "a/b/pic"}}},
+    )
+    request = comfyui_graph.shape(task, task.content or {})
+    assert request.body["9"]["inputs"]["filename_prefix"] == "sdq/t7/pic"
+    ui_format = TaskMessage(
+        id="t8", runtime="c", tasktype=TaskType.PIPELINE, content={"nodes": [], "links": []}
+    )
+    with pytest.raises(InvalidTaskError):
+        comfyui_graph.shape(ui_format, ui_format.content or {})
+
+
+def test_comfyui_history_reading() -> None:
+    entry = {
+        "outputs": {
+            "10": {"images": [{"filename": "b.png", "subfolder": "sdq/t", "type": "output"}]},
+            "2": {
+                "images": [
+                    {"filename": "a.png", "subfolder": "", "type": "output"},
+                    {"filename": "p.png", "subfolder": "", "type": "temp"},
+                ],
+                "gifs": [{"filename": "v.mp4", "subfolder": "", "type": "output"}],
+            },
+        },
+        "status": {"status_str": "success", "messages": []},
+    }
+    assert [r.filename for r in comfyui_graph.history_outputs(entry)] == ["a.png", "v.mp4", "b.png"]
+    failed = {
+        "status": {
+            "status_str": "error",
+            "messages": [
+                ["execution_start", {}],
+                [
+                    "execution_error",
+                    {
+                        "node_id": "4",
+                        "node_type": "KSampler",
+                        "exception_type": "RuntimeError",
+                        "exception_message": "OOM",
+                    },
+                ],
+            ],
+        }
+    }
+    status, error = comfyui_graph.history_status(failed)
+    assert status == "error" and error is not None
+    assert (
+        comfyui_graph.execution_error(error).message
+        == "node 4 (KSampler) failed: RuntimeError: OOM"
+    )
+    bad = {
+        "error": {"message": "Prompt outputs failed validation"},
+        "node_errors": {
+            "3": {
+                "class_type": "KSampler",
+                "errors": [{"message": "Value not in list", "details": "ckpt: x"}],
+            }
+        },
+    }
+    assert (
+        comfyui_graph.prompt_error(bad)
+        == "Prompt outputs failed validation; node 3 (KSampler): Value not in list: ckpt: x"
+    )
+
+
+def test_signature_roundtrip() -> None:
+    sig = sign(b"k", 1700000000, b"{}")
+    assert sig.startswith("sha256=") and verify(b"k", 1700000000, b"{}", sig)
+    assert not verify(b"k", 1700000001, b"{}", sig)
+
+
+ENV = {
+    "SDQ_RUNTIME_NAME": "sdruntime",
+    "SDQ_RUNTIME_TYPE": "sdwebui",
+    "SDQ_RUNTIME_URL": "http://127.0.0.1:7860/",
+    "SDQ_QUEUE_URL": "http://q",
+    "SDQ_RESULT_TOPIC_ARN": "arn:t",
+    "SDQ_STATUS_TABLE": "tbl",
+    "SDQ_OUTPUT_BUCKET": "out-bucket",
+    "SDQ_MODEL_BUCKET": "model-bucket",
+    "AWS_REGION": "eu-west-1",
+}
+
+
+def test_settings_from_environment() -> None:
+    s = load_settings(
+        ENV
+        | {
+            "SDQ_URL_ALLOWLIST": "127.0.0.1/32, 10.1.0.0/16",
+            "SDQ_TASK_TIMEOUT_SECONDS": "120",
+            "SDQ_DRAIN_FILE": "/var/run/sdq/drained",
+            "SDQ_WEBHOOK_SECRET": "zq-secret-9",
+        }
+    )
+    assert s.runtime_url == "http://127.0.0.1:7860" and s.aws_region == "eu-west-1"
+    assert [str(n) for n in s.url_allowlist] == ["127.0.0.1/32", "10.1.0.0/16"]
+    assert s.visibility == 180 and s.input_buckets == {"out-bucket", "model-bucket"}
+    assert (
+        str(s.drain_file) == "/var/run/sdq/drained"
+        and s.http_port == 8081
+        and s.drain_seconds == 60
+    )
+    assert "zq-secret-9" not in repr(s)
+
+
+def test_settings_errors_name_each_variable() -> None:
+    env = {k: v for k, v in ENV.items() if k != "SDQ_QUEUE_URL"} | {
+        "SDQ_RUNTIME_TYPE": "invokeai",
+        "SDQ_URL_ALLOWLIST": "not-a-cidr",
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    names = {name for name, _ in info.value.errors}
+    assert {"SDQ_QUEUE_URL", "SDQ_RUNTIME_TYPE", "SDQ_URL_ALLOWLIST"} <= names
+
+
+def test_log_scrubber_removes_secrets() -> None:
+    import structlog
+
+    stream = io.StringIO()
+    configure_logging("INFO", secrets=["hush-hush-1"], stream=stream)
+    structlog.get_logger().info(
+        "x",
+        note="key is hush-hush-1",
+        headers={"Authorization": "Bearer abc"},
+        url="https://b.s3.amazonaws.com/k?X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA",
+        webhook_secret="zzz",
+    )
+    line = json.loads(stream.getvalue())
+    assert "hush-hush-1" not in stream.getvalue() and "deadbeef" not in stream.getvalue()
+    assert (
+        line["headers"]["Authorization"] == "<redacted>" and line["webhook_secret"] == "<redacted>"
+    )
+    configure_logging("INFO")

@@ -1,0 +1,280 @@
+"""The pipelined worker against in-memory fakes: outcomes, failure classes, pipelining, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from agent_fakes import PNG, make_harness, task_body
+
+from sdq_contracts.keys import image_key, response_key
+from sdq_contracts.messages import TaskState
+from sdq_queue_agent.domain.model import RuntimeRequest
+from sdq_queue_agent.errors import RuntimeRejectedError, RuntimeUnavailableError
+
+pytestmark = pytest.mark.unit
+
+
+async def test_completes_a_task_with_objects_status_notification_and_delete() -> None:
+    h = make_harness()
+    h.queue.send(task_body("t1", content={"prompt": "x", "batch_size": 2}, context={"k": 1}))
+    await h.burst()
+
+    keys = {key for (_, key) in h.store.objects}
+    assert keys == {image_key("out", "t1", 1), image_key("out", "t1", 2), response_key("out", "t1")}
+    assert h.store.objects[("outputs", image_key("out", "t1", 1))] == (PNG, "image/png")
+    out = json.loads(h.store.objects[("outputs", response_key("out", "t1"))][0])
+    assert out["images"] == ["<output 1>", "<output 2>"]
+    [note] = h.publisher.published
+    assert (note.status, note.result, note.context) == (TaskState.COMPLETED, True, {"k": 1})
+    assert note.image_url == [f"s3://outputs/{image_key('out', 't1', n)}" for n in (1, 2)]
+    assert note.trace_id == "1-abc-def"
+    assert note.timings is not None and {"queue", "fetch", "generate", "upload"} <= set(
+        note.timings
+    )
+    assert h.status.rows["t1"]["status"] is TaskState.COMPLETED
+    assert h.status.rows["t1"]["attempts"] == 1
+    assert h.queue.deleted == ["m1"] and not h.queue.messages
+
+
+async def test_redelivered_completed_task_is_deleted_without_second_notification() -> None:
+    h = make_harness()
+    h.status.seed("t1", status=TaskState.COMPLETED)
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.publisher.published == []
+    assert h.runtime.runs == {}
+    assert h.queue.deleted == ["m1"]
+
+
+async def test_notification_lost_after_completion_is_announced_on_redelivery() -> None:
+    h = make_harness()
+    h.publisher.fail_next = 1  # SNS down right after the status row says completed
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.runs == {"t1": 1}  # not generated again
+    [note] = h.publisher.published
+    assert note.status is TaskState.COMPLETED and len(note.image_url) == 1
+    assert h.status.rows["t1"]["announced"] is True
+    assert h.queue.deleted == ["m1"]
+
+
+async def test_permanent_failure_one_failed_notification_no_retry() -> None:
+    h = make_harness()
+
+    async def reject(_: RuntimeRequest) -> None:
+        raise RuntimeRejectedError("HTTP 422: bad sampler")
+
+    h.runtime.behaviours["t1"] = reject
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    [note] = h.publisher.published
+    assert note.status is TaskState.FAILED and note.error is not None
+    assert note.error.code == "runtime_rejected" and "bad sampler" in note.error.message
+    assert h.runtime.runs == {"t1": 1}
+    assert h.queue.deleted == ["m1"] and h.queue.dlq == []
+    assert h.status.rows["t1"]["status"] is TaskState.FAILED
+
+
+async def test_transient_failure_retries_then_completes_with_one_notification() -> None:
+    h = make_harness()
+    calls = {"n": 0}
+
+    async def flaky(_: RuntimeRequest) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeUnavailableError("runtime died")
+
+    h.runtime.behaviours["t1"] = flaky
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.runs == {"t1": 2}
+    assert [n.status for n in h.publisher.published] == [TaskState.COMPLETED]
+    assert ("m1", 0) in h.queue.visibility_calls  # backoff (0 s in this config)
+    assert h.status.rows["t1"]["attempts"] == 2
+
+
+async def test_transient_failure_on_last_receive_is_final_and_dead_letters() -> None:
+    h = make_harness()
+
+    async def down(_: RuntimeRequest) -> None:
+        raise RuntimeUnavailableError("runtime down")
+
+    h.runtime.behaviours["t1"] = down
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.runs == {"t1": 3}
+    [note] = h.publisher.published
+    assert note.status is TaskState.FAILED and note.error is not None and not note.error.permanent
+    assert len(h.queue.dlq) == 1 and h.queue.deleted == []
+
+
+async def test_backoff_grows_with_receive_count() -> None:
+    h = make_harness(backoff_base=10, backoff_max=25)
+    assert [h.config.backoff(n) for n in (1, 2, 3)] == [10, 20, 25]
+
+
+async def test_poison_messages_dead_letter_and_the_next_task_completes() -> None:
+    h = make_harness()
+    h.queue.send("this is not json")
+    h.queue.send({"id": "p1", "runtime": "sdruntime"})  # wrong schema, id recoverable
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert sorted(h.queue.dlq) == sorted(
+        ['{"id": "p1", "runtime": "sdruntime"}', "this is not json"]
+    )
+    statuses = {(n.id, n.status) for n in h.publisher.published}
+    assert statuses == {("p1", TaskState.FAILED), ("t1", TaskState.COMPLETED)}
+
+
+async def test_pipeline_prepares_the_next_task_while_generating() -> None:
+    h = make_harness()
+    h.runtime.generation_s = 0.05
+    for i in range(4):
+        h.queue.send(task_body(f"t{i}"))
+    await h.burst()
+    events = h.runtime.events
+    # task k+1 is prepared before task k finishes generating
+    for i in range(3):
+        assert events.index(("prepare", f"t{i + 1}")) < events.index(("done", f"t{i}"))
+    assert len(h.publisher.published) == 4
+
+
+async def test_long_job_is_heartbeated_and_runs_once() -> None:
+    h = make_harness(visibility=2)
+    h.runtime.generation_s = 2.5
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.runs == {"t1": 1}
+    assert h.queue.extends >= 2
+    assert len(h.publisher.published) == 1
+
+
+async def test_deadline_interrupts_the_runtime_and_retries() -> None:
+    h = make_harness(task_timeout=0.2, max_receive_count=2)
+
+    async def hang(_: RuntimeRequest) -> None:
+        await asyncio.sleep(30)
+
+    h.runtime.behaviours["t1"] = hang
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.interrupted == ["t1", "t1"]
+    [note] = h.publisher.published
+    assert note.error is not None and note.error.code == "deadline_exceeded"
+
+
+async def test_cancel_requested_while_running_interrupts_and_cancels() -> None:
+    h = make_harness(visibility=2)
+
+    async def slow(_: RuntimeRequest) -> None:
+        h.status.rows["t1"]["cancel_requested"] = True
+        await asyncio.sleep(30)
+
+    h.runtime.behaviours["t1"] = slow
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.interrupted == ["t1"]
+    [note] = h.publisher.published
+    assert note.status is TaskState.CANCELLED
+    assert h.status.rows["t1"]["status"] is TaskState.CANCELLED
+    assert h.queue.deleted == ["m1"]
+
+
+async def test_claim_check_content_is_resolved() -> None:
+    h = make_harness()
+    h.store.objects[("outputs", "_sdq/requests/t1.json")] = (
+        b'{"prompt": "big", "batch_size": 1}',
+        "",
+    )
+    body = task_body("t1")
+    body.pop("content")
+    body["content_ref"] = "s3://outputs/_sdq/requests/t1.json"
+    h.queue.send(body)
+    await h.burst()
+    assert [n.status for n in h.publisher.published] == [TaskState.COMPLETED]
+
+
+async def test_input_urls_are_fetched_and_inlined() -> None:
+    h = make_harness()
+    h.fetcher.urls["https://img.example/a.png"] = (PNG, "image/png")
+    seen: dict[str, Any] = {}
+
+    async def capture(request: RuntimeRequest) -> None:
+        seen.update(request.body)
+
+    h.runtime.behaviours["t1"] = capture
+    content = {"init_images": ["https://img.example/a.png"], "prompt": "see http://not.fetched/x"}
+    h.queue.send(task_body("t1", tasktype="image-to-image", content=content))
+    await h.burst()
+    assert h.fetcher.fetched == ["https://img.example/a.png"]
+    assert seen["init_images"][0].startswith("iVBORw0KGgo")
+    assert seen["prompt"] == "see http://not.fetched/x"
+
+
+async def test_refused_input_is_a_permanent_failure() -> None:
+    h = make_harness()
+    content = {"init_images": ["file:///etc/passwd"]}
+    h.queue.send(task_body("t1", tasktype="image-to-image", content=content))
+    await h.burst()
+    [note] = h.publisher.published
+    assert note.error is not None and note.error.code == "input_refused"
+    assert h.runtime.runs == {}
+    assert h.queue.deleted == ["m1"]
+
+
+async def test_s3_input_only_from_configured_buckets() -> None:
+    h = make_harness()
+    content = {"init_images": ["s3://someone-elses-bucket/x.png"]}
+    h.queue.send(task_body("t1", tasktype="image-to-image", content=content))
+    await h.burst()
+    [note] = h.publisher.published
+    assert note.error is not None and "output or model bucket" in note.error.message
+
+
+async def test_webhook_gets_the_notification_body() -> None:
+    h = make_harness()
+    h.queue.send(task_body("t1", callback_url="https://hooks.example/cb"))
+    await h.burst()
+    [(url, body)] = h.webhooks.calls
+    assert url == "https://hooks.example/cb"
+    assert json.loads(body)["status"] == "completed"
+
+
+async def test_stop_hands_back_prefetched_and_finishes_in_flight() -> None:
+    h = make_harness(drain_seconds=5.0)
+    h.runtime.generation_s = 0.3
+    h.queue.send(task_body("t1"))
+    h.queue.send(task_body("t2"))
+    worker = h.worker()
+    run = asyncio.create_task(worker.run())
+    async with asyncio.timeout(5):
+        while (
+            ("run", "t1") not in h.runtime.events or len(h.queue.messages) < 2 or worker.holding < 2
+        ):
+            await asyncio.sleep(0.01)
+    worker.stop()
+    async with asyncio.timeout(5):
+        await run
+    assert [n.id for n in h.publisher.published] == ["t1"]
+    assert ("m2", 0) in h.queue.visibility_calls  # prefetched t2 handed back at once
+    assert list(h.queue.messages) == ["m2"]
+
+
+async def test_stop_past_drain_budget_interrupts_and_hands_back() -> None:
+    h = make_harness(drain_seconds=0.1)
+    h.runtime.generation_s = 10
+    h.queue.send(task_body("t1"))
+    worker = h.worker()
+    run = asyncio.create_task(worker.run())
+    async with asyncio.timeout(5):
+        while ("run", "t1") not in h.runtime.events:
+            await asyncio.sleep(0.01)
+    worker.stop()
+    async with asyncio.timeout(5):
+        await run
+    assert h.runtime.interrupted == ["t1"]
+    assert h.publisher.published == []
+    assert ("m1", 0) in h.queue.visibility_calls
