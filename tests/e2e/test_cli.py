@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import urllib.request
 
 import pytest
@@ -52,7 +53,9 @@ def _png_size(path: str) -> tuple[int, int]:
 def _set_latency(info, runtime: str, seconds: float) -> None:
     url = info["runtimes"][runtime] + "/emulator/knobs"
     body = json.dumps({"generation_latency_s": seconds}).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10):  # loopback emulator
         pass
 
@@ -70,7 +73,10 @@ def test_submit_and_wait_for_every_task_type(sdq, repo_root, tmp_path):
     out = str(tmp_path / "out")
     cases = [
         (["--prompt", "a red fox", "--width", "256", "--height", "192"], (256, 192)),
-        (["--prompt", "fox in snow", "--image", str(image), "--width", "128", "--height", "128"], (128, 128)),
+        (
+            ["--prompt", "fox in snow", "--image", str(image), "--width", "128", "--height", "128"],
+            (128, 128),
+        ),
         (["--image", str(image), "--upscale", "2"], (192, 128)),
         (["--image", str(image), "--image", str(image), "--upscale", "2"], (192, 128)),
         (["--workflow", str(repo_root / "tests/examples/comfyui-txt2img-api.json")], (512, 512)),
@@ -85,9 +91,20 @@ def test_submit_and_wait_for_every_task_type(sdq, repo_root, tmp_path):
 
 
 def test_submit_a_request_file_prints_the_id_then_status_and_logs(sdq, repo_root):
-    code, stdout, _ = sdq("submit", "--file", str(repo_root / "tests/examples/v1alpha1-text-to-image.json"))
+    code, stdout, _ = sdq(
+        "submit", "--file", str(repo_root / "tests/examples/v1alpha1-text-to-image.json")
+    )
     assert (code, stdout.strip()) == (Exit.OK, "example-v1-t2i")
-    code, _, _ = sdq("submit", "--file", str(repo_root / "tests/examples/v1alpha2-text-to-image.json"), "--id", "cli-file-1", "--wait", "--timeout", "60")
+    code, _, _ = sdq(
+        "submit",
+        "--file",
+        str(repo_root / "tests/examples/v1alpha2-text-to-image.json"),
+        "--id",
+        "cli-file-1",
+        "--wait",
+        "--timeout",
+        "60",
+    )
     assert code == Exit.OK
     code, stdout, _ = sdq("status", "cli-file-1", "--json")
     record = json.loads(stdout)
@@ -103,7 +120,9 @@ def test_submit_a_request_file_prints_the_id_then_status_and_logs(sdq, repo_root
 
 
 def test_trace_prints_the_tree_of_the_task(sdq):
-    code, _, _ = sdq("submit", "--prompt", "traced", "--id", "cli-traced", "--wait", "--timeout", "60")
+    code, _, _ = sdq(
+        "submit", "--prompt", "traced", "--id", "cli-traced", "--wait", "--timeout", "60"
+    )
     assert code == Exit.OK
     code, stdout, _ = sdq("trace", "cli-traced")
     assert code == Exit.OK
@@ -112,25 +131,40 @@ def test_trace_prints_the_tree_of_the_task(sdq):
     assert "sdq-queue-agent" in stdout
 
 
-def test_cancel_a_queued_and_a_running_task(sdq, stack):
+def test_cancel_a_queued_a_prefetched_and_a_generating_task(sdq, stack):
     _, info = stack
-    _set_latency(info, "sdruntime", 3.0)
+    _set_latency(info, "sdruntime", 10.0)
     try:
-        assert sdq("submit", "--prompt", "slow", "--id", "cli-slow-1")[0] == Exit.OK
-        assert sdq("submit", "--prompt", "slow", "--id", "cli-slow-2")[0] == Exit.OK
-        code, stdout, _ = sdq("cancel", "cli-slow-2", "--json")
-        assert code == Exit.OK
-        assert json.loads(stdout)["status"] == "cancelled"
-        code, _, stderr = sdq("submit", "--prompt", "slow", "--id", "cli-slow-1", "--wait", "--timeout", "30")
-        assert code == Exit.OK, stderr  # the same request again: replayed, then followed to the end
-        code, stdout, _ = sdq("status", "cli-slow-2", "--json")
-        assert json.loads(stdout)["status"] == "cancelled"
+        for n in (1, 2, 3):
+            assert sdq("submit", "--prompt", "slow", "--id", f"cli-slow-{n}")[0] == Exit.OK
+        for _ in range(100):  # until the first one generates (bounded: 10 s)
+            if json.loads(sdq("status", "cli-slow-1", "--json")[1])["status"] == "running":
+                break
+            time.sleep(0.1)
+        # Still in the queue (the agent prefetches one task): cancelled at once.
+        code, stdout, _ = sdq("cancel", "cli-slow-3", "--json")
+        assert (code, json.loads(stdout)["status"]) == (Exit.OK, "cancelled")
+        # Held by the agent (generating, or prefetched): asked to stop, the agent ends it.
+        for task_id in ("cli-slow-1", "cli-slow-2"):
+            code, stdout, _ = sdq("cancel", task_id, "--json")
+            record = json.loads(stdout)
+            assert code == Exit.OK
+            assert record["status"] == "cancelled" or record["cancel_requested"] is True
+        for task_id in ("cli-slow-1", "cli-slow-2", "cli-slow-3"):
+            for _ in range(150):  # bounded: 15 s, well under the 10 s generation x 2
+                state = json.loads(sdq("status", task_id, "--json")[1])["status"]
+                if state != "running":
+                    break
+                time.sleep(0.1)
+            assert state == "cancelled", task_id
+        code, _, _ = sdq("cancel", "cli-slow-1")
+        assert code == Exit.OK  # cancelling again is harmless
     finally:
         _set_latency(info, "sdruntime", 0.3)
 
 
 def test_error_paths_have_exit_codes_and_clear_messages(sdq, repo_root, tmp_path, stack):
-    state, info = stack
+    _, info = stack
     code, _, err = sdq("submit", "--prompt", "x", "--api-key", "wrong-key")
     assert code == Exit.AUTH and "refused the key" in err
 
@@ -157,7 +191,14 @@ def test_error_paths_have_exit_codes_and_clear_messages(sdq, repo_root, tmp_path
     assert code == Exit.REFUSED and "no task with id" in err
 
     code, _, err = sdq(
-        "submit", "--prompt", "x", "--runtime", "sdruntime", "--endpoint", "http://127.0.0.1:9", profile=False
+        "submit",
+        "--prompt",
+        "x",
+        "--runtime",
+        "sdruntime",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        profile=False,
     )
     assert code == Exit.UNREACHABLE and "cannot reach sdq" in err
 

@@ -86,7 +86,10 @@ async def test_a_text_to_image_task_end_to_end(stack, repo_root, tmp_path):
         QueueUrl=info.resources.queue_urls["sdruntime"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    assert attrs == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
 
 
 async def test_a_model_uploaded_to_the_bucket_reaches_the_node_cache(stack):

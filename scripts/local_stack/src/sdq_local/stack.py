@@ -208,6 +208,9 @@ class LocalStack:
                     "SDQ_URL_ALLOWLIST": "127.0.0.1/32",
                     "SDQ_WEBHOOK_SECRET": f"sdq-local-webhook-{secrets.token_hex(8)}",
                     "SDQ_TRACE_DIR": str(self.trace_dir),
+                    # Short long-polls: the agents stop within ~2 s when the stack goes down.
+                    "SDQ_WAIT_TIME_SECONDS": "2",
+                    "SDQ_CANCEL_POLL_SECONDS": "1",
                 }
                 agents.append(
                     self._spawn(

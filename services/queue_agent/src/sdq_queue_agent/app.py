@@ -65,6 +65,7 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         interrupt_grace=settings.interrupt_grace_seconds,
         drain_seconds=settings.drain_seconds,
         runtime_poll_seconds=settings.readiness_interval_seconds,
+        cancel_poll_seconds=settings.cancel_poll_seconds,
     )
 
 
@@ -110,7 +111,11 @@ async def run_agent(
     """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); the exit code."""
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     configure_logging(settings.log_level, secrets=[secret] if secret else [])
-    configure_tracing(settings.otel_exporter_otlp_endpoint, settings.runtime_name)
+    provider = configure_tracing(
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        trace_dir=settings.trace_dir,
+        runtime_name=settings.runtime_name,
+    )
     structlog.contextvars.bind_contextvars(runtime=settings.runtime_name)
     health = health or HealthState()
     metrics = AgentMetrics(settings.runtime_name)
@@ -165,6 +170,8 @@ async def run_agent(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if provider is not None:
+            provider.shutdown()  # flush the spans still batched
     _finish_drain(settings, health)
     return 0
 

@@ -47,6 +47,8 @@ class AgentSettings(BaseSettings):
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    # Local stack: spans also go, as JSON lines, to a file in this directory (`sdq trace`).
+    trace_dir: str | None = None
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
@@ -67,6 +69,8 @@ class AgentSettings(BaseSettings):
     readiness_timeout_seconds: Annotated[float, Field(gt=0, le=7200)] = 900
     readiness_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2
     drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 60
+    # How often held tasks' status rows are read for cancel requests.
+    cancel_poll_seconds: Annotated[float, Field(gt=0, le=300)] = 5
     drain_file: Path | None = None
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # --- inputs and callbacks ---
@@ -87,7 +91,7 @@ class AgentSettings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("static_model", "drain_file", "aws_endpoint_url", mode="before")
+    @field_validator("static_model", "drain_file", "aws_endpoint_url", "trace_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -18,13 +18,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
 from opentelemetry import trace
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.trace import SpanKind
 
 from sdq_contracts.keys import image_key, output_location, parse_s3_uri, response_key
 from sdq_contracts.messages import (
@@ -69,6 +71,8 @@ from sdq_queue_agent.errors import (
 from sdq_queue_agent.metrics import AgentMetrics
 
 _tracer = trace.get_tracer("sdq_queue_agent")
+_xray = AwsXRayPropagator()
+TRACE_HEADER = "X-Amzn-Trace-Id"
 _log = structlog.get_logger("sdq_queue_agent.worker")
 Signal = Literal["deadline", "cancel", "release"]
 MAX_CLAIM_CHECK_BYTES = 64 * 1024 * 1024
@@ -96,6 +100,8 @@ class WorkerConfig:
     drain_seconds: float = 60.0
     # After "runtime unavailable", receive nothing until the runtime answers again.
     runtime_poll_seconds: float = 2.0
+    # How often a held task's status row is read for a cancel request (one GetItem each).
+    cancel_poll_seconds: float = 5.0
 
     def backoff(self, receive_count: int) -> int:
         """Visibility for a transient retry: exponential in the receive count, capped."""
@@ -111,6 +117,9 @@ class _Held:
     log: Any
     received_wall: datetime
     next_extend: float
+    next_cancel_check: float
+    # The task's span in the producer's trace (continued from the message's trace header).
+    span: trace.Span
     task: TaskMessage | None = None
     generating: bool = False
     signal: Signal | None = None
@@ -120,6 +129,37 @@ class _Held:
         if self.signal is None:
             self.signal = signal
             self.signalled.set()
+
+    @property
+    def trace_id(self) -> str | None:
+        """X-Ray form of this task's trace id (the header's root when tracing is off)."""
+        ctx = self.span.get_span_context()
+        if not ctx.is_valid:
+            return self.message.trace_id
+        hexid = format(ctx.trace_id, "032x")
+        return f"1-{hexid[:8]}-{hexid[8:]}"
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[trace.Span]:
+        """A span for one stage of this task: a child of the current stage when called inside
+        one, else of the task's span. AWS calls inside it become its children."""
+        current = trace.get_current_span().get_span_context()
+        mine = self.span.get_span_context()
+        if current.is_valid and current.trace_id == mine.trace_id:
+            with _tracer.start_as_current_span(name) as span:
+                yield span
+            return
+        with (
+            trace.use_span(self.span, end_on_exit=False),
+            _tracer.start_as_current_span(name) as span,
+        ):
+            yield span
+
+    @contextlib.contextmanager
+    def within(self) -> Iterator[None]:
+        """Make this task's span current (for work not worth a span of its own)."""
+        with trace.use_span(self.span, end_on_exit=False):
+            yield
 
 
 @dataclass
@@ -266,14 +306,32 @@ class Worker:
             return
 
     def _hold(self, message: ReceivedMessage) -> _Held:
-        log = _log.bind(message_id=message.message_id, receive_count=message.receive_count)
-        if message.trace_id:
-            log = log.bind(trace_id=message.trace_id)
+        # A missing or malformed header yields no parent: the task starts a trace of its own.
+        parent = (
+            _xray.extract({TRACE_HEADER: message.trace_header}) if message.trace_header else None
+        )
+        span = _tracer.start_span(
+            "receive",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "aws_sqs",
+                "messaging.message.id": message.message_id,
+                "sdq.receive_count": message.receive_count,
+            },
+        )
         held = _Held(
             message=message,
-            log=log,
+            log=_log,
             received_wall=self._clock(),
             next_extend=time.monotonic() + self._cfg.visibility / 3,
+            next_cancel_check=time.monotonic() + self._cfg.cancel_poll_seconds,
+            span=span,
+        )
+        held.log = _log.bind(
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            trace_id=held.trace_id,
         )
         self._held[message.receipt_handle] = held
         self._metrics.in_flight.set(len(self._held))
@@ -299,7 +357,7 @@ class Worker:
         started = time.monotonic()
         enqueued = False
         try:
-            with _tracer.start_as_current_span("prepare"):
+            with held.stage("prepare"):
                 job = await self._prepare_job(held)
             if job is None:
                 return
@@ -325,15 +383,22 @@ class Worker:
         task = parse_task(held.message.body)
         held.task = task
         held.log = held.log.bind(task_id=task.id, runtime=task.runtime)
+        held.span.set_attribute("sdq.task_id", task.id)
+        held.span.set_attribute("sdq.runtime", task.runtime)
         queue_wait = max((held.received_wall - task.submitted_at).total_seconds(), 0.0)
         self._metrics.queue_wait_seconds.observe(queue_wait)
         if task.runtime != self._cfg.runtime_name:
             raise InvalidTaskError(
                 f"task is for runtime {task.runtime!r}, this agent runs {self._cfg.runtime_name!r}"
             )
-        content = task.content if task.content is not None else await self._claim_check(task)
+        if task.content is not None:
+            content = task.content
+        else:
+            with held.stage("claim_check"):
+                content = await self._claim_check(task)
         request = self._runtime.prepare(task, content)
-        claim = await self._status.claim(task, self._output_location(task), self._clock())
+        with held.stage("status.claim"):
+            claim = await self._status.claim(task, self._output_location(task), self._clock())
         held.log.debug("claimed", outcome=claim.outcome.value)
         if claim.outcome is ClaimOutcome.ALREADY_DONE:
             state = claim.record.status.value if claim.record else "done"
@@ -351,7 +416,7 @@ class Worker:
         )
         fetch_started = time.monotonic()
         if request.inputs:
-            with _tracer.start_as_current_span("fetch_inputs"):
+            with held.stage("fetch_inputs"):
                 fetched = await self._fetch_inputs(request.inputs)
                 request = await self._runtime.stage_inputs(request, fetched)
         fetch_s = time.monotonic() - fetch_started
@@ -409,12 +474,16 @@ class Worker:
                 self._unstarted -= 1
                 await self._release(job.held, "shutting down")
                 continue
+            if job.held.signal == "cancel":  # cancelled while it waited for the runtime
+                self._unstarted -= 1
+                await self._cancelled(job.held)
+                continue
             self._generating += 1
             self._unstarted -= 1
             job.held.generating = True
             started = time.monotonic()
             try:
-                with _tracer.start_as_current_span("generate"):
+                with job.held.stage("generate"):
                     # The request goes out first; waking the receiver (CPU work for the next
                     # prefetch) comes after, so nothing sits between two generations.
                     run = asyncio.ensure_future(self._runtime.run(job.request))
@@ -495,13 +564,14 @@ class Worker:
         await asyncio.sleep(0)
         try:
             started = time.monotonic()
-            with _tracer.start_as_current_span("upload"):
+            with held.stage("upload"):
                 urls = await self._upload(task, result)
             job.timings["upload"] = round(time.monotonic() - started, 3)
             self._metrics.stage("upload", job.timings["upload"])
             started = time.monotonic()
-            with _tracer.start_as_current_span("notify"):
+            with held.stage("status.update"):
                 announced = await self._status.complete(task.id, urls, self._clock())
+            with held.stage("notify"):
                 notification = None
                 if announced:
                     job.timings["total"] = round(
@@ -525,7 +595,7 @@ class Worker:
         self._metrics.outcome("completed" if announced else "cancelled")
         await self._drop(held)
         if notification is not None and task.callback_url:
-            self._spawn(self._webhook(task, notification, held.log), None)
+            self._spawn(self._webhook(task, notification, held), None)
 
     async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[str]:
         bucket = self._cfg.output_bucket
@@ -540,12 +610,15 @@ class Worker:
             tg.create_task(self._store.put(bucket, out_key, out_body, "application/json"))
         return [f"s3://{bucket}/{key}" for key in keys]
 
-    async def _webhook(self, task: TaskMessage, notification: ResultNotification, log: Any) -> None:
+    async def _webhook(
+        self, task: TaskMessage, notification: ResultNotification, held: _Held
+    ) -> None:
         assert task.callback_url is not None
         body = notification.model_dump_json(exclude_none=True).encode("utf-8")
-        with _tracer.start_as_current_span("webhook"):
+        with held.stage("webhook") as span:
             delivered = await self._webhooks.deliver(task.callback_url, body, task.id)
-        log.info("webhook", delivered=delivered, url=redact_url(task.callback_url))
+            span.set_attribute("sdq.delivered", delivered)
+        held.log.info("webhook", delivered=delivered, url=redact_url(task.callback_url))
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -572,7 +645,7 @@ class Worker:
             context=task.context,
             error=error,
             timings=timings,
-            trace_id=held.message.trace_id,
+            trace_id=held.trace_id,
         )
 
     async def _publish(self, notification: ResultNotification) -> None:
@@ -600,34 +673,37 @@ class Worker:
         final = failure.permanent or message.receive_count >= self._cfg.max_receive_count
         log = held.log.bind(error_code=failure.code, error=failure.message)
         try:
-            if final and held.task is not None:
-                error = TaskError(
-                    code=failure.code, message=failure.message, permanent=failure.permanent
-                )
-                await self._status.fail(held.task, held.task.id, error, self._clock())
-                await self._publish(
-                    self._notification(
-                        task=held.task,
-                        held=held,
-                        state=TaskState.FAILED,
-                        urls=[],
-                        error=error,
-                        timings=None,
+            with held.within():
+                if final and held.task is not None:
+                    error = TaskError(
+                        code=failure.code, message=failure.message, permanent=failure.permanent
                     )
-                )
-            if failure.permanent:
-                await self._queue.delete(message)
-                log.error("task failed permanently; message deleted")
-                self._metrics.outcome("failed")
-            elif final:
-                await self._queue.set_visibility(message, 0)
-                log.error("task failed on its last allowed receive; left for the dead-letter queue")
-                self._metrics.outcome("failed")
-            else:
-                delay = self._cfg.backoff(message.receive_count)
-                await self._queue.set_visibility(message, delay)
-                log.warning("task failed transiently; will retry", retry_in_s=delay)
-                self._metrics.outcome("retried")
+                    await self._status.fail(held.task, held.task.id, error, self._clock())
+                    await self._publish(
+                        self._notification(
+                            task=held.task,
+                            held=held,
+                            state=TaskState.FAILED,
+                            urls=[],
+                            error=error,
+                            timings=None,
+                        )
+                    )
+                if failure.permanent:
+                    await self._queue.delete(message)
+                    log.error("task failed permanently; message deleted")
+                    self._metrics.outcome("failed")
+                elif final:
+                    await self._queue.set_visibility(message, 0)
+                    log.error(
+                        "task failed on its last allowed receive; left for the dead-letter queue"
+                    )
+                    self._metrics.outcome("failed")
+                else:
+                    delay = self._cfg.backoff(message.receive_count)
+                    await self._queue.set_visibility(message, delay)
+                    log.warning("task failed transiently; will retry", retry_in_s=delay)
+                    self._metrics.outcome("retried")
         except TaskFailure as exc:
             log.error("could not record the failure; the message will reappear", cause=str(exc))
         await self._drop(held)
@@ -640,21 +716,22 @@ class Worker:
         )
         last = message.receive_count >= self._cfg.max_receive_count
         try:
-            if last and poison.task_id is not None:
-                error = TaskError(code="invalid_message", message=poison.reason, permanent=True)
-                await self._status.fail(None, poison.task_id, error, self._clock())
-                await self._publish(
-                    ResultNotification(
-                        id=poison.task_id,
-                        runtime=self._cfg.runtime_name,
-                        result=False,
-                        status=TaskState.FAILED,
-                        output_url=output_location(self._cfg.output_bucket, "", poison.task_id),
-                        error=error,
-                        trace_id=message.trace_id,
+            with held.within():
+                if last and poison.task_id is not None:
+                    error = TaskError(code="invalid_message", message=poison.reason, permanent=True)
+                    await self._status.fail(None, poison.task_id, error, self._clock())
+                    await self._publish(
+                        ResultNotification(
+                            id=poison.task_id,
+                            runtime=self._cfg.runtime_name,
+                            result=False,
+                            status=TaskState.FAILED,
+                            output_url=output_location(self._cfg.output_bucket, "", poison.task_id),
+                            error=error,
+                            trace_id=held.trace_id,
+                        )
                     )
-                )
-            await self._queue.set_visibility(message, 0)
+                await self._queue.set_visibility(message, 0)
         except TaskFailure as exc:
             log.error("could not hand back a poison message", cause=str(exc))
         log.error("poison message; leaving it for the dead-letter queue", last_receive=last)
@@ -665,20 +742,21 @@ class Worker:
         assert held.task is not None
         task = held.task
         try:
-            await self._status.cancelled(task.id, self._clock())
-            await self._publish(
-                self._notification(
-                    task=task,
-                    held=held,
-                    state=TaskState.CANCELLED,
-                    urls=[],
-                    error=None,
-                    timings=None,
+            with held.within():
+                await self._status.cancelled(task.id, self._clock())
+                await self._publish(
+                    self._notification(
+                        task=task,
+                        held=held,
+                        state=TaskState.CANCELLED,
+                        urls=[],
+                        error=None,
+                        timings=None,
+                    )
                 )
-            )
-            await self._queue.delete(held.message)
-            held.log.info("task cancelled")
-            self._metrics.outcome("cancelled")
+                await self._queue.delete(held.message)
+                held.log.info("task cancelled")
+                self._metrics.outcome("cancelled")
         except TaskFailure as exc:
             held.log.error(
                 "could not record the cancellation; the message will reappear", cause=str(exc)
@@ -688,7 +766,8 @@ class Worker:
     async def _release(self, held: _Held, reason: str) -> None:
         """Hand the message back at once (visibility 0): another agent takes it."""
         try:
-            await self._queue.set_visibility(held.message, 0)
+            with held.within():
+                await self._queue.set_visibility(held.message, 0)
         except TaskFailure as exc:
             held.log.warning(
                 "could not hand back the message; it reappears after its visibility", cause=str(exc)
@@ -699,34 +778,43 @@ class Worker:
 
     async def _backoff(self, held: _Held) -> None:
         try:
-            await self._queue.set_visibility(
-                held.message, self._cfg.backoff(held.message.receive_count)
-            )
+            with held.within():
+                await self._queue.set_visibility(
+                    held.message, self._cfg.backoff(held.message.receive_count)
+                )
         except TaskFailure as exc:
             held.log.warning("could not delay the message", cause=str(exc))
         await self._drop(held)
 
     async def _drop(self, held: _Held) -> None:
-        self._held.pop(held.message.receipt_handle, None)
+        if self._held.pop(held.message.receipt_handle, None) is not None:
+            held.span.end()
         await self._notify()
 
     # ----------------------------------------------------------------------- heartbeat, drain
 
     async def _heartbeat_loop(self) -> None:
-        tick = max(0.05, min(1.0, self._cfg.visibility / 6))
+        tick = max(0.05, min(1.0, self._cfg.visibility / 6, self._cfg.cancel_poll_seconds / 2))
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             due = [h for h in self._held.values() if now >= h.next_extend]
-            if not due:
-                continue
             for held in due:
                 held.next_extend = now + self._cfg.visibility / 3
-            try:
-                await self._queue.extend([h.message for h in due], self._cfg.visibility)
-            except TaskFailure as exc:
-                _log.warning("visibility heartbeat failed", error=str(exc), messages=len(due))
-            await asyncio.gather(*(self._check_cancel(h) for h in due if h.generating and h.task))
+            if due:
+                try:
+                    await self._queue.extend([h.message for h in due], self._cfg.visibility)
+                except TaskFailure as exc:
+                    _log.warning("visibility heartbeat failed", error=str(exc), messages=len(due))
+            # Cancel requests: for tasks generating (interrupt) and tasks waiting to (skip).
+            check = [
+                h
+                for h in self._held.values()
+                if h.task is not None and h.signal is None and now >= h.next_cancel_check
+            ]
+            for held in check:
+                held.next_cancel_check = now + self._cfg.cancel_poll_seconds
+            await asyncio.gather(*(self._check_cancel(h) for h in check))
 
     async def _check_cancel(self, held: _Held) -> None:
         assert held.task is not None
