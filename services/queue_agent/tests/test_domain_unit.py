@@ -15,8 +15,13 @@ import sdq_queue_agent.domain as domain_pkg
 from sdq_contracts.messages import TaskMessage
 from sdq_contracts.requests import TaskType
 from sdq_queue_agent.domain import comfyui_graph, sdwebui_body
-from sdq_queue_agent.domain.inputs import classify, comfyui_input_refs, sdwebui_input_refs
-from sdq_queue_agent.domain.model import ReceivedMessage
+from sdq_queue_agent.domain.inputs import (
+    classify,
+    comfyui_input_refs,
+    decode_data_uri,
+    sdwebui_input_refs,
+)
+from sdq_queue_agent.domain.model import InputRef, ReceivedMessage
 from sdq_queue_agent.domain.parsing import PoisonMessage, parse_task
 from sdq_queue_agent.domain.ssrf import address_refusal, redact_url
 from sdq_queue_agent.errors import InputRefusedError, InvalidTaskError
@@ -92,12 +97,37 @@ def test_trace_id_from_header() -> None:
         ("https://x/y.png", "http"),
         ("s3://b/k.png", "s3"),
         ("iVBORw0KGgo=", "inline"),
-        ("data:image/png;base64,AAA", "inline"),
+        ("data:image/png;base64,AAA", "data"),
         ("input.png", "inline"),
     ],
 )
 def test_classify(value: str, kind: str) -> None:
     assert classify(value) == kind
+
+
+def test_data_uris_decode_to_images_within_the_cap() -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 32).decode()
+    assert decode_data_uri(f"data:image/png;base64,{png}", 1024) == (
+        b"\x89PNG\r\n\x1a\n" + b"0" * 32,
+        "image/png",
+    )
+    for bad, why in [
+        ("data:text/plain;base64,QUJD", "image"),
+        ("data:image/png,raw-not-base64", "base64 data URI"),
+        ("data:image/png;base64,@@@", "not valid base64"),
+        (f"data:image/png;base64,{'A' * 4000}", "larger than"),
+    ]:
+        with pytest.raises(InputRefusedError, match=why):
+            decode_data_uri(bad, 1024)
+
+
+def test_comfyui_uploads_data_uris_but_sdwebui_takes_them_inline() -> None:
+    uri = "data:image/png;base64,AAAA"
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": uri}}}
+    assert [r.url for r in comfyui_input_refs(graph)] == [uri]
+    assert sdwebui_input_refs({"init_images": [uri], "image": "s3://b/k.png"}) == [
+        InputRef(("image",), "s3://b/k.png")
+    ]
 
 
 @pytest.mark.parametrize("value", ["file:///etc/passwd", "gopher://x/", "ftp://h/x.png"])

@@ -7,6 +7,8 @@ A string anywhere else that happens to start with ``http`` is passed through unt
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import re
 from collections.abc import Iterable, Mapping
@@ -16,14 +18,16 @@ from sdq_contracts.keys import parse_s3_uri
 from sdq_queue_agent.domain.model import InputRef, JsonPath
 from sdq_queue_agent.errors import InputRefusedError
 
-InputKind = Literal["http", "s3", "inline"]
+InputKind = Literal["http", "s3", "data", "inline"]
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-# Scheme-looking prefixes that are inline data, never fetched.
-_INLINE_SCHEMES = frozenset({"data"})
+_DATA_URI = re.compile(
+    r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w=.+-]+)*;base64,(?P<data>.*)$", re.S
+)
 
 
 def classify(value: str) -> InputKind:
-    """``http``/``s3`` for a URL to fetch, ``inline`` for data; other URL schemes are refused."""
+    """``http``/``s3`` for a URL to fetch, ``data`` for a data: URI, ``inline`` for plain
+    (base64) data; other URL schemes are refused."""
     match = _SCHEME.match(value)
     if match is None:
         return "inline"
@@ -32,8 +36,8 @@ def classify(value: str) -> InputKind:
         return "http"
     if scheme == "s3":
         return "s3"
-    if scheme in _INLINE_SCHEMES:
-        return "inline"
+    if scheme == "data":
+        return "data"
     if value[match.end() :].startswith("//") or scheme in ("file", "gopher", "ftp", "dict", "ldap"):
         raise InputRefusedError(
             f"input URL scheme {scheme!r} is not allowed (http, https, s3 only)"
@@ -53,10 +57,37 @@ def check_s3_input(url: str, buckets: Iterable[str]) -> tuple[str, str]:
     return bucket, key
 
 
-def _ref(path: JsonPath, value: Any) -> list[InputRef]:
-    if isinstance(value, str) and classify(value) != "inline":
+def decode_data_uri(value: str, max_bytes: int) -> tuple[bytes, str]:
+    """The image inside a ``data:image/...;base64,...`` URI, within the byte cap."""
+    match = _DATA_URI.match(value)
+    if match is None:
+        raise InputRefusedError(
+            "a data: input must be a base64 data URI (data:image/png;base64,...)"
+        )
+    content_type = (match.group("type") or "").lower()
+    if not content_type.startswith("image/"):
+        raise InputRefusedError(
+            f"a data: input must hold an image, not {content_type or 'unknown data'!r}"
+        )
+    payload = match.group("data")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise InputRefusedError(f"a data: input is larger than {max_bytes} bytes")
+    try:
+        return base64.b64decode(payload, validate=True), content_type
+    except (binascii.Error, ValueError):
+        raise InputRefusedError("a data: input is not valid base64") from None
+
+
+def _ref(path: JsonPath, value: Any, *, kinds: frozenset[InputKind]) -> list[InputRef]:
+    if isinstance(value, str) and classify(value) in kinds:
         return [InputRef(path, value)]
     return []
+
+
+# SD WebUI decodes base64 and data: URIs itself; only URLs are fetched for it.
+_SDWEBUI_FETCHED: frozenset[InputKind] = frozenset({"http", "s3"})
+# ComfyUI's LoadImage names a file on the server: URLs and data: URIs are uploaded to it.
+_COMFYUI_FETCHED: frozenset[InputKind] = frozenset({"http", "s3", "data"})
 
 
 def sdwebui_input_refs(body: Mapping[str, Any]) -> list[InputRef]:
@@ -65,14 +96,14 @@ def sdwebui_input_refs(body: Mapping[str, Any]) -> list[InputRef]:
     init_images = body.get("init_images")
     if isinstance(init_images, list):
         for i, value in enumerate(init_images):
-            refs += _ref(("init_images", i), value)
-    refs += _ref(("mask",), body.get("mask"))
-    refs += _ref(("image",), body.get("image"))
+            refs += _ref(("init_images", i), value, kinds=_SDWEBUI_FETCHED)
+    refs += _ref(("mask",), body.get("mask"), kinds=_SDWEBUI_FETCHED)
+    refs += _ref(("image",), body.get("image"), kinds=_SDWEBUI_FETCHED)
     image_list = body.get("imageList")
     if isinstance(image_list, list):
         for i, item in enumerate(image_list):
             if isinstance(item, dict):
-                refs += _ref(("imageList", i, "data"), item.get("data"))
+                refs += _ref(("imageList", i, "data"), item.get("data"), kinds=_SDWEBUI_FETCHED)
     return refs
 
 
@@ -83,7 +114,9 @@ def comfyui_input_refs(graph: Mapping[str, Any]) -> list[InputRef]:
         if isinstance(node, dict) and node.get("class_type") == "LoadImage":
             inputs = node.get("inputs")
             if isinstance(inputs, dict):
-                refs += _ref((node_id, "inputs", "image"), inputs.get("image"))
+                refs += _ref(
+                    (node_id, "inputs", "image"), inputs.get("image"), kinds=_COMFYUI_FETCHED
+                )
     return refs
 
 

@@ -36,7 +36,7 @@ from sdq_contracts.messages import (
     TaskMessage,
     TaskState,
 )
-from sdq_queue_agent.domain.inputs import check_s3_input, classify
+from sdq_queue_agent.domain.inputs import check_s3_input, classify, decode_data_uri
 from sdq_queue_agent.domain.model import (
     ClaimOutcome,
     FetchedInput,
@@ -451,6 +451,8 @@ class Worker:
             if kind == "s3":
                 bucket, key = check_s3_input(ref.url, self._cfg.input_buckets)
                 data, content_type = await self._store.get(bucket, key, self._cfg.max_input_bytes)
+            elif kind == "data":
+                data, content_type = decode_data_uri(ref.url, self._cfg.max_input_bytes)
             else:
                 data, content_type = await self._fetcher.fetch_url(ref.url)
             return FetchedInput(ref, data, content_type)
