@@ -81,7 +81,15 @@ def test_submit_and_wait_for_every_task_type(sdq, repo_root, tmp_path):
         (["--image", str(image), "--image", str(image), "--upscale", "2"], (192, 128)),
         (["--workflow", str(repo_root / "tests/examples/comfyui-txt2img-api.json")], (512, 512)),
         # a local input file reaches ComfyUI's LoadImage (uploaded by the agent)
-        (["--workflow", str(repo_root / "tests/examples/comfyui-invert-api.json"), "--image", str(image)], (96, 64)),
+        (
+            [
+                "--workflow",
+                str(repo_root / "tests/examples/comfyui-invert-api.json"),
+                "--image",
+                str(image),
+            ],
+            (96, 64),
+        ),
     ]
     for flags, size in cases:
         code, stdout, stderr = sdq("submit", *flags, "--wait", "--out", out, "--timeout", "60")

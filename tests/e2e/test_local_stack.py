@@ -90,19 +90,3 @@ async def test_a_text_to_image_task_end_to_end(stack, repo_root, tmp_path):
         "ApproximateNumberOfMessages": "0",
         "ApproximateNumberOfMessagesNotVisible": "0",
     }
-
-
-async def test_a_model_uploaded_to_the_bucket_reaches_the_node_cache(stack):
-    _, info = stack
-    s3, _, _ = _clients(info)
-    s3.put_object(
-        Bucket=info.resources.model_bucket,
-        Key="Stable-diffusion/sdq-test-model.safetensors",
-        Body=b"weights",
-    )
-    target = info.node_models_dir / "Stable-diffusion" / "sdq-test-model.safetensors"
-    for _ in range(300):
-        if target.exists():
-            break
-        await asyncio.sleep(0.1)
-    assert target.read_bytes() == b"weights"
