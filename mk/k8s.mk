@@ -1,4 +1,6 @@
 # Kubernetes overlays (k8s/): render from config.yaml + Terraform outputs, validate offline, apply.
+# `make apply AGENT_VERSION=<v>` (mk/terraform.mk) writes $(OUTPUTS)/k8s.json, then runs k8s-validate
+# (and k8s-apply with K8S_APPLY=yes); k8s-render alone falls back to example values without it.
 ENV ?= dev
 OUTPUTS ?= build/outputs
 K8S_OVERLAY = k8s/overlays/$(ENV)

@@ -1,10 +1,12 @@
 # Queue agent benchmark (scripts/bench): GPU duty cycle, throughput, overhead, latency, RSS.
 BENCH_ARGS ?=
 
-.PHONY: bench-json
+.PHONY: bench bench-json
 
-bench: setup ## queue-agent benchmark: moto + runtime emulator + agent, prints a table
+bench: setup ## benchmarks: the queue agent (GPU duty cycle, throughput, overhead, RSS) and the API handler
 	@$(PY) scripts/bench/sdq_bench.py $(BENCH_ARGS)
+	@$(PY) -m sdq_local.bench_api
 
-bench-json: setup ## the benchmark as one JSON object per scenario
+bench-json: setup ## the benchmarks as one JSON object per scenario
 	@$(PY) scripts/bench/sdq_bench.py --json $(BENCH_ARGS)
+	@$(PY) -m sdq_local.bench_api --json

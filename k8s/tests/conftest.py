@@ -91,7 +91,7 @@ def three_runtime_outputs() -> IacOutputs:
         {
             key: {"value": value, "type": "string", "sensitive": False}
             for key, value in {
-                "karpenter_node_role_name": "gen-karpenter-node",
+                "karpenter_instance_profile": "gen-karpenter-node",
                 "result_topic_arn": "arn:aws:sns:eu-west-1:444455556666:gen-results",
                 "status_table_name": "gen-task-status",
                 "output_bucket": "gen-outputs",

@@ -212,7 +212,7 @@ def test_cluster_scoped_kinds_have_no_namespace(rendered: Any) -> None:
         has_ns = "namespace" in doc["metadata"]
         assert has_ns is (doc["kind"] not in CLUSTER_SCOPED), doc["kind"]
         if has_ns:
-            assert doc["metadata"]["namespace"] == rendered.config.cluster.namespace
+            assert doc["metadata"]["namespace"] == naming.workload_namespace(rendered.config)
 
 
 def test_one_nodepool_per_runtime_with_its_knobs(rendered: Any) -> None:
@@ -242,7 +242,8 @@ def test_ec2nodeclass_tags_storage_and_user_data(rendered: Any, node_sync_script
         naming.NODE_TAG_ROLE: naming.NODE_ROLE_GPU,
     }
     assert spec["instanceStorePolicy"] == "RAID0"
-    assert spec["role"] == rendered.outputs.karpenter_node_role_name
+    assert spec["instanceProfile"] == rendered.outputs.karpenter_instance_profile
+    assert "role" not in spec  # Karpenter v1: `role` or `instanceProfile`, never both
     assert spec["amiSelectorTerms"][0]["alias"].startswith("al2023@")
     for terms in (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]):
         assert terms == [{"tags": {"karpenter.sh/discovery": cluster}}]
@@ -251,3 +252,16 @@ def test_ec2nodeclass_tags_storage_and_user_data(rendered: Any, node_sync_script
     assert f"SDQ_MODEL_BUCKET={rendered.outputs.model_bucket}\n" in user_data
     assert f"SDQ_MODEL_CACHE_DIR={naming.MODEL_CACHE_HOST_PATH}\n" in user_data
     assert naming.MODEL_CACHE_HOST_PATH.startswith("/mnt/k8s-disks/0/")
+
+
+def test_collector_runs_as_the_account_terraform_binds_to_xray(rendered: Any) -> None:
+    ns = naming.workload_namespace(rendered.config)
+    accounts = {
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in rendered.of_kind("ServiceAccount")
+    }
+    assert (ns, naming.COLLECTOR_SERVICE_ACCOUNT) in accounts
+    collector = rendered.one("Deployment", "otel-collector")
+    pod = collector["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == naming.COLLECTOR_SERVICE_ACCOUNT
+    assert collector["metadata"]["namespace"] == ns

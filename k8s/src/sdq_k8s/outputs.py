@@ -74,7 +74,10 @@ class Images(_Frozen):
 class IacOutputs(_Frozen):
     # True only in outputs.example.json: rendering says loudly that values are fake.
     example: bool = False
-    karpenter_node_role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
+    # Instance profile Terraform creates for the GPU nodes (EC2NodeClass `instanceProfile`;
+    # Karpenter v1 takes either that or `role`, and with `role` it would need IAM rights to
+    # create profiles itself, which sdq's controller policy does not grant).
+    karpenter_instance_profile: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,128}$")]
     result_topic_arn: Annotated[str, Field(pattern=_ARN_TOPIC)]
     status_table_name: Annotated[str, Field(min_length=3, max_length=255)]
     output_bucket: Annotated[str, Field(min_length=3, max_length=63)]

@@ -7,7 +7,7 @@ Layout written (all generated; `kubectl kustomize overlays/<env>` renders the wh
     cluster/                      cluster-scoped only (no namespace transformer runs here)
       kustomization.yaml          platform/karpenter EC2NodeClass, namePrefix "<stack>-"
       nodepools/<runtime>/        platform/karpenter/nodepool, namePrefix "<runtime>-"
-    namespaced/                   namespace: <cluster.namespace>
+    namespaced/                   namespace: naming.workload_namespace (cluster.namespace)
       kustomization.yaml          platform/otel + every runtime
       runtimes/<runtime>/         renames the ServiceAccount to naming.service_account_name
         workload/                 base + components/<type>, namePrefix "<runtime>-", agent.env
@@ -356,7 +356,11 @@ def _render_cluster(req: RenderRequest, cluster_dir: Path, files: list[Path]) ->
             "path": "/spec/amiSelectorTerms",
             "value": [{"alias": req.knobs.ami_alias}],
         },
-        {"op": "replace", "path": "/spec/role", "value": outputs.karpenter_node_role_name},
+        {
+            "op": "replace",
+            "path": "/spec/instanceProfile",
+            "value": outputs.karpenter_instance_profile,
+        },
         {"op": "replace", "path": "/spec/subnetSelectorTerms", "value": discovery},
         {"op": "replace", "path": "/spec/securityGroupSelectorTerms", "value": discovery},
         {
@@ -421,14 +425,24 @@ def _render_namespaced(req: RenderRequest, ns_dir: Path, files: list[Path]) -> N
             "value": cfg.region,
         }
     ]
+    # The exact account Terraform's pod identity association binds the X-Ray role to; the
+    # Deployment's serviceAccountName follows the rename (kustomize name reference).
+    collector_sa = [
+        {"op": "replace", "path": "/metadata/name", "value": naming.COLLECTOR_SERVICE_ACCOUNT}
+    ]
     fields: dict[str, Any] = {
-        "namespace": cfg.cluster.namespace,
+        "namespace": naming.workload_namespace(cfg),
         "resources": [
             _rel(K8S_ROOT / "platform" / "otel", ns_dir),
             *(f"runtimes/{rt.name}" for rt in cfg.runtimes),
         ],
         "patches": [
-            {"target": {"kind": "Deployment", "name": "otel-collector"}, "patch": _dump(otel_env)}
+            {"target": {"kind": "Deployment", "name": "otel-collector"}, "patch": _dump(otel_env)},
+            {
+                "target": {"kind": "ServiceAccount", "name": "otel-collector"},
+                "options": {"allowNameChange": True},
+                "patch": _dump(collector_sa),
+            },
         ],
     }
     if req.outputs.images.otel_collector is not None:
@@ -455,7 +469,7 @@ def render_overlay(req: RenderRequest) -> list[Path]:
     if req.out_dir.exists():
         shutil.rmtree(req.out_dir)
     files: list[Path] = []
-    ns = req.config.cluster.namespace
+    ns = naming.workload_namespace(req.config)
     _write(
         req.out_dir / "namespace.yaml",
         {

@@ -8,7 +8,8 @@ import boto3
 import pytest
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.settings import Settings, runtimes_env
+from sdq_api_validator.settings import Settings
+from sdq_contracts.config import runtimes_env
 from sdq_contracts.keys import claim_check_key, parse_s3_uri
 from sdq_contracts.messages import StatusRecord, TaskMessage, TaskState
 from sdq_local.provision import provision

@@ -2,7 +2,8 @@
 
   synth     synthesize every stack to Terraform JSON (build/cdktf.out/stacks/<stack>)
   plan      synth, then terraform init + plan every stack in dependency order
-  apply     the same, applying each plan, then write build/outputs/<stack>.json
+  apply     the same, applying each plan, then write build/outputs/<stack>.json and, with
+            --agent-version, build/outputs/k8s.json for the k8s overlays
   destroy   destroy the stacks in reverse order (all but `state` unless --stacks names it)
   doctor    report missing prerequisites with fixes
   release   SERVICE VERSION: a Lambda zip, or the queue agent image pushed to ECR
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("plan", "apply", "destroy"):
         sub = commands.add_parser(name)
         sub.add_argument("--stacks", nargs="*", default=[], help="only these stacks (in order)")
+    commands.choices["apply"].add_argument(
+        "--agent-version",
+        help="released queue agent image tag pinned in build/outputs/k8s.json (make: AGENT_VERSION)",
+    )
     destroy = commands.choices["destroy"]
     destroy.add_argument("--yes", action="store_true", help="confirm destruction")
     commands.add_parser("doctor")
@@ -74,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(str(synthesized.stack_dir(stack) / "cdk.tf.json"))
             return 0
         if args.command in ("plan", "apply"):
-            return deploy.plan(cfg, options, args.stacks, apply=args.command == "apply")
+            apply = args.command == "apply"
+            version = args.agent_version if apply else None
+            return deploy.plan(cfg, options, args.stacks, apply=apply, agent_version=version)
         if args.command == "destroy":
             if not args.yes:
                 complain("destroy needs --yes (make destroy CONFIRM=yes)")

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sdq_contracts.config import DeploymentConfig
 from sdq_infra.app import Synthesized, synth
 from sdq_infra.console import say
+from sdq_infra.handoff import (
+    K8S_OUTPUTS_FILE,
+    check_agent_version,
+    required_stacks,
+    write_k8s_outputs,
+)
 from sdq_infra.options import InfraError, InfraOptions
 from sdq_infra.terraform import PlanSummary, Terraform, terraform_env
 
@@ -23,11 +30,26 @@ def select(synthesized: Synthesized, only: Sequence[str]) -> list[str]:
     return [stack for stack in synthesized.stacks if not only or stack in only]
 
 
-def write_outputs(tf: Terraform, outputs_dir: Path, stack: str) -> Path:
+def write_outputs(outputs: Mapping[str, Any], outputs_dir: Path, stack: str) -> Path:
+    """``<outputs_dir>/<stack>.json``: a stack's non-sensitive outputs, ``{"name": value}``."""
     outputs_dir.mkdir(parents=True, exist_ok=True)
     path = outputs_dir / f"{stack}.json"
-    path.write_text(json.dumps(tf.outputs(), indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(dict(outputs), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def hand_off_to_k8s(
+    cfg: DeploymentConfig, options: InfraOptions, agent_version: str | None
+) -> None:
+    """After an apply: write k8s.json for the overlay renderer, or say why it cannot be."""
+    if options.emulator:
+        say("\nk8s overlay: none in emulator mode (no cluster), so no k8s.json")
+        return
+    handoff = write_k8s_outputs(cfg, options.outputs_dir, agent_version)
+    if handoff.path is not None:
+        say(f"\nk8s overlay inputs: {handoff.path}")
+    else:
+        say(f"\nk8s overlay NOT renderable: {handoff.reason}")
 
 
 def print_summary(title: str, summaries: list[PlanSummary], problems: dict[str, str]) -> None:
@@ -39,13 +61,20 @@ def print_summary(title: str, summaries: list[PlanSummary], problems: dict[str, 
 
 
 def plan(
-    cfg: DeploymentConfig, options: InfraOptions, only: Sequence[str] = (), apply: bool = False
+    cfg: DeploymentConfig,
+    options: InfraOptions,
+    only: Sequence[str] = (),
+    apply: bool = False,
+    agent_version: str | None = None,
 ) -> int:
     """Synthesize, then init + plan (+ apply) each stack in order.
 
     Planning alone continues past a stack that cannot be planned yet (its state bucket or an
-    upstream stack is not applied) and says so; applying stops at the first failure.
+    upstream stack is not applied) and says so; applying stops at the first failure, and after
+    a complete apply writes the k8s overlay's inputs (:func:`hand_off_to_k8s`).
     """
+    if agent_version:
+        check_agent_version(agent_version)  # refuse a bad tag before changing anything
     synthesized = synth(cfg, options)
     env = terraform_env(options.build_dir)
     summaries: list[PlanSummary] = []
@@ -58,7 +87,7 @@ def plan(
             summaries.append(tf.plan())
             if apply:
                 tf.apply()
-                say(f"    outputs: {write_outputs(tf, options.outputs_dir, stack)}")
+                say(f"    outputs: {write_outputs(tf.outputs(), options.outputs_dir, stack)}")
         except InfraError as exc:
             if apply:
                 print_summary("applied before the failure:", summaries, {stack: str(exc)})
@@ -67,6 +96,8 @@ def plan(
                 f"{exc} (check `make doctor`; it may need an earlier stack applied first)"
             )
     print_summary("applied:" if apply else "plan summary:", summaries, problems)
+    if apply:
+        hand_off_to_k8s(cfg, options, agent_version)
     return 1 if problems else 0
 
 
@@ -84,5 +115,8 @@ def destroy(cfg: DeploymentConfig, options: InfraOptions, only: Sequence[str] = 
         summaries.append(tf.plan(destroy=True))
         tf.apply()
         (options.outputs_dir / f"{stack}.json").unlink(missing_ok=True)
+        if stack in required_stacks(cfg):
+            # The overlay's inputs name what was just destroyed.
+            (options.outputs_dir / K8S_OUTPUTS_FILE).unlink(missing_ok=True)
     print_summary("destroyed:", summaries, {})
     return 0

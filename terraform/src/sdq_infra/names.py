@@ -1,8 +1,8 @@
 """Names of infrastructure-only resources (state, IAM roles, functions, the API, the registry).
 
-Names shared with the local stack and the services (topics, queues, table, node tags, service
-accounts) come from :mod:`sdq_contracts.naming`; this module only adds what nothing outside
-terraform/ refers to, plus the in-cluster identities the k8s overlays bind to.
+Names shared with the local stack, the services and the k8s overlays (topics, queues, table,
+node tags, service accounts and namespaces, the queue agent's repository) come from
+:mod:`sdq_contracts.naming`; this module only adds what nothing outside terraform/ refers to.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ BUCKET_NAME_LIMIT = 63
 
 # Stage of the REST API; clients call https://<api>.execute-api.<region>.amazonaws.com/live/...
 API_STAGE = "live"
-
-# In-cluster identities bound to IAM roles through EKS pod identity associations.
-KARPENTER_NAMESPACE = "kube-system"
-KARPENTER_SERVICE_ACCOUNT = "karpenter"
-KEDA_NAMESPACE = "keda"
-KEDA_SERVICE_ACCOUNT = "keda-operator"
-COLLECTOR_SERVICE_ACCOUNT = "sdq-otel-collector"
 
 # Lambda handlers (the fixed runtime contract).
 API_VALIDATOR_HANDLER = "sdq_api_validator.handler.handle"
@@ -70,10 +63,6 @@ def rest_api_name(cfg: DeploymentConfig) -> str:
 
 def karpenter_interruption_queue_name(cfg: DeploymentConfig) -> str:
     return f"{cfg.stack_name}-karpenter-interruption"
-
-
-def queue_agent_repository_name(cfg: DeploymentConfig) -> str:
-    return f"{cfg.stack_name}/queue-agent"
 
 
 def runtime_stack_id(runtime: RuntimeConfig) -> str:

@@ -7,7 +7,8 @@ file without reading a traceback.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -180,6 +181,26 @@ class DeploymentConfig(_Frozen):
 
     def runtime(self, name: str) -> RuntimeConfig | None:
         return next((r for r in self.runtimes if r.name == name), None)
+
+
+def runtimes_env(runtimes: Iterable[RuntimeConfig]) -> str:
+    """SDQ_RUNTIMES of the api_validator: compact JSON, one routing entry per runtime.
+
+    Terraform sets it on the Lambda and the local stack on its in-process API; the api_validator
+    parses it back into :class:`RuntimeConfig` objects (the fields not listed take defaults).
+    """
+    return json.dumps(
+        [
+            {
+                "name": runtime.name,
+                "type": runtime.type.value,
+                "model": runtime.model,
+                "dynamic_model": runtime.dynamic_model,
+            }
+            for runtime in runtimes
+        ],
+        separators=(",", ":"),
+    )
 
 
 class ConfigError(ValueError):

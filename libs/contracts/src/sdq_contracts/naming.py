@@ -81,3 +81,25 @@ NODE_ROLE_GPU = "gpu"
 # array that Karpenter's `instanceStorePolicy: RAID0` builds and mounts. Runtime pods mount it
 # read-only; only the node sync script writes it.
 MODEL_CACHE_HOST_PATH = "/mnt/k8s-disks/0/sdq-models"
+
+
+# In-cluster identities bound to IAM roles by EKS Pod Identity. Terraform creates each
+# association (namespace + service account -> role); the service account itself comes from the
+# k8s overlays (runtimes, collector) or from the Helm chart that installs the component
+# (Karpenter, KEDA: k8s/README.md passes these names to Helm explicitly).
+KARPENTER_NAMESPACE = "kube-system"
+KARPENTER_SERVICE_ACCOUNT = "karpenter"
+KEDA_NAMESPACE = "keda"
+KEDA_SERVICE_ACCOUNT = "keda-operator"
+# Not of the form sdq-<name>, so no runtime's account (service_account_name) can take it.
+COLLECTOR_SERVICE_ACCOUNT = "otel-collector"
+
+
+def workload_namespace(cfg: DeploymentConfig) -> str:
+    """Namespace of sdq's own pods: every runtime's workers and the OpenTelemetry collector."""
+    return cfg.cluster.namespace
+
+
+def queue_agent_repository_name(cfg: DeploymentConfig) -> str:
+    """ECR repository of the queue agent image (Terraform creates it; releases push to it)."""
+    return f"{cfg.stack_name}/queue-agent"

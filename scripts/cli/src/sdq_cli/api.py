@@ -72,8 +72,12 @@ class ApiClient:
                 Exit.AUTH,
             )
         if status == 429:
-            retry = answer.headers.get("Retry-After") or answer.headers.get("retry-after") or "a few"
-            return CliError(f"throttled by the API: retry after {retry} s ({message})", Exit.THROTTLED)
+            retry = (
+                answer.headers.get("Retry-After") or answer.headers.get("retry-after") or "a few"
+            )
+            return CliError(
+                f"throttled by the API: retry after {retry} s ({message})", Exit.THROTTLED
+            )
         if status in _REFUSED:
             where = _error_field(answer.body)
             return CliError(

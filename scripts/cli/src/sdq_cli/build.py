@@ -104,7 +104,9 @@ def infer_tasktype(flags: TaskFlags) -> TaskType:
             return TaskType(flags.tasktype)
         except ValueError:
             known = ", ".join(t.value for t in TaskType)
-            raise CliError(f"unknown --type {flags.tasktype!r} (one of: {known})", Exit.USAGE) from None
+            raise CliError(
+                f"unknown --type {flags.tasktype!r} (one of: {known})", Exit.USAGE
+            ) from None
     if flags.workflow:
         return TaskType.PIPELINE
     if flags.upscale is not None:
@@ -121,9 +123,7 @@ def pick_runtime(tasktype: TaskType, runtimes: Mapping[str, str]) -> str:
                 return name
         except ValueError:
             continue
-    raise CliError(
-        f"no runtime given for a {tasktype.value} task: pass --runtime NAME", Exit.USAGE
-    )
+    raise CliError(f"no runtime given for a {tasktype.value} task: pass --runtime NAME", Exit.USAGE)
 
 
 def _generation_params(flags: TaskFlags) -> dict[str, Any]:
@@ -175,8 +175,13 @@ def _content(tasktype: TaskType, flags: TaskFlags) -> dict[str, Any]:
         if tasktype is TaskType.EXTRA_SINGLE_IMAGE:
             content["image"] = images[0]
         else:
-            names = [Path(i).name if not i.startswith(_URL_PREFIXES) else f"image-{n}" for n, i in enumerate(flags.images)]
-            content["imageList"] = [{"data": d, "name": n} for d, n in zip(images, names, strict=True)]
+            names = [
+                Path(i).name if not i.startswith(_URL_PREFIXES) else f"image-{n}"
+                for n, i in enumerate(flags.images)
+            ]
+            content["imageList"] = [
+                {"data": d, "name": n} for d, n in zip(images, names, strict=True)
+            ]
         return content
     content = {"prompt": flags.prompt or ""} | _generation_params(flags)
     if tasktype is TaskType.IMAGE_TO_IMAGE:
@@ -211,7 +216,11 @@ def build(flags: TaskFlags, runtimes: Mapping[str, str]) -> Submission:
                 Exit.USAGE,
             )
         meta = body["task"].setdefault("metadata", {})
-        for key, value in (("runtime", flags.runtime), ("id", flags.task_id), ("prefix", flags.prefix)):
+        for key, value in (
+            ("runtime", flags.runtime),
+            ("id", flags.task_id),
+            ("prefix", flags.prefix),
+        ):
             if value is not None:
                 meta[key] = value
         return Submission("/v1alpha2", body)
@@ -228,4 +237,6 @@ def build(flags: TaskFlags, runtimes: Mapping[str, str]) -> Submission:
         metadata["context"] = _context(flags.context)
     if flags.callback_url:
         metadata["callback_url"] = flags.callback_url
-    return Submission("/v1alpha2", {"task": {"metadata": metadata, "content": _content(tasktype, flags)}})
+    return Submission(
+        "/v1alpha2", {"task": {"metadata": metadata, "content": _content(tasktype, flags)}}
+    )

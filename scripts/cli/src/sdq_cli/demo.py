@@ -37,8 +37,20 @@ def _input_image(path: Path) -> Path:
 
 def _batch(image: Path) -> list[tuple[str, TaskFlags]]:
     return [
-        ("text-to-image", TaskFlags(prompt="a lighthouse at dawn, oil painting", width=512, height=512, steps=20)),
-        ("image-to-image", TaskFlags(prompt="the same scene in winter", images=(str(image),), denoising_strength=0.6, width=512, height=512)),
+        (
+            "text-to-image",
+            TaskFlags(prompt="a lighthouse at dawn, oil painting", width=512, height=512, steps=20),
+        ),
+        (
+            "image-to-image",
+            TaskFlags(
+                prompt="the same scene in winter",
+                images=(str(image),),
+                denoising_strength=0.6,
+                width=512,
+                height=512,
+            ),
+        ),
         ("upscale x2", TaskFlags(images=(str(image),), upscale=2.0, upscaler="Lanczos")),
         ("comfyui pipeline", TaskFlags(workflow=str(WORKFLOW))),
     ]
@@ -50,7 +62,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print("==> starting the local stack (AWS emulator, runtime emulators, queue agents, API)")
     info, started = local.up(state, args.config, args.latency, [])
     try:
-        print(f"    ready in {time.monotonic() - t0:.1f}s: {info['api_url']}  (x-api-key {info['api_key']})")
+        print(
+            f"    ready in {time.monotonic() - t0:.1f}s: {info['api_url']}  (x-api-key {info['api_key']})"
+        )
         target = resolve(None, None, str(state / local.STACK_FILE))
         api = ApiClient(target.api_url, target.api_key)
         image = _input_image(state / "demo" / "input.png")
@@ -71,9 +85,13 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"    {'task':<18} {'id':<34} {'runtime':<10} {'status':<10} {'seconds':>7}  files")
         for label, task in tasks:
             files = ", ".join(str(f) for f in task.files) or "-"
-            print(f"    {label:<18} {task.task_id:<34} {task.runtime:<10} {task.state:<10} {task.seconds or 0:7.2f}  {files}")
+            print(
+                f"    {label:<18} {task.task_id:<34} {task.runtime:<10} {task.state:<10} {task.seconds or 0:7.2f}  {files}"
+            )
         ok = all(t.state == "completed" and t.files for _, t in tasks)
-        print(f"==> {'all tasks completed' if ok else 'some tasks did not complete'}; images in {out}/")
+        print(
+            f"==> {'all tasks completed' if ok else 'some tasks did not complete'}; images in {out}/"
+        )
         return Exit.OK if ok else Exit.TASK_FAILED
     finally:
         if started:

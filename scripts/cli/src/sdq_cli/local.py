@@ -59,15 +59,28 @@ def up(  # noqa: PLR0917 - mirrors the `sdq local up` flags one to one
         return existing, False
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "sdq_local", "serve", "--config", config,
-            "--state-dir", str(state_dir), "--latency", str(latency_s)]
+    argv = [
+        sys.executable,
+        "-m",
+        "sdq_local",
+        "serve",
+        "--config",
+        config,
+        "--state-dir",
+        str(state_dir),
+        "--latency",
+        str(latency_s),
+    ]
     for pair in runtime_urls:
         argv += ["--runtime-url", pair]
     if api_key:
         argv += ["--api-key", api_key]
     with (logs / "stack.log").open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     deadline = time.monotonic() + within_s
@@ -80,7 +93,9 @@ def up(  # noqa: PLR0917 - mirrors the `sdq local up` flags one to one
             return info, True
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)
-    raise CliError(f"the local stack was not ready within {within_s:.0f}s; see {logs}", Exit.TIMEOUT)
+    raise CliError(
+        f"the local stack was not ready within {within_s:.0f}s; see {logs}", Exit.TIMEOUT
+    )
 
 
 def down(state_dir: Path, within_s: float = 90.0) -> bool:

@@ -27,4 +27,6 @@ def task_lines(log_dir: Path, task_id: str) -> list[tuple[str, str, dict[str, An
 def format_line(stamp: str, source: str, record: dict[str, Any]) -> str:
     skip = {"timestamp", "event", "level", "task_id"}
     extra = " ".join(f"{k}={v}" for k, v in record.items() if k not in skip)
-    return f"{stamp}  {source:<26} {record.get('level', '')!s:<7} {record.get('event', '')}  {extra}"
+    return (
+        f"{stamp}  {source:<26} {record.get('level', '')!s:<7} {record.get('event', '')}  {extra}"
+    )

@@ -31,13 +31,30 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _flags(args: argparse.Namespace) -> TaskFlags:
     return TaskFlags(
-        runtime=args.runtime, tasktype=args.type, task_id=args.id, prefix=args.prefix,
-        context=args.context, callback_url=args.callback_url, prompt=args.prompt,
-        negative_prompt=args.negative_prompt, width=args.width, height=args.height,
-        steps=args.steps, seed=args.seed, cfg_scale=args.cfg_scale, sampler=args.sampler,
-        batch_size=args.batch_size, n_iter=args.n_iter, denoising_strength=args.denoising_strength,
-        model=args.model, images=tuple(args.image), mask=args.mask, upscale=args.upscale,
-        upscaler=args.upscaler, workflow=args.workflow, file=args.file,
+        runtime=args.runtime,
+        tasktype=args.type,
+        task_id=args.id,
+        prefix=args.prefix,
+        context=args.context,
+        callback_url=args.callback_url,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        seed=args.seed,
+        cfg_scale=args.cfg_scale,
+        sampler=args.sampler,
+        batch_size=args.batch_size,
+        n_iter=args.n_iter,
+        denoising_strength=args.denoising_strength,
+        model=args.model,
+        images=tuple(args.image),
+        mask=args.mask,
+        upscale=args.upscale,
+        upscaler=args.upscaler,
+        workflow=args.workflow,
+        file=args.file,
     )
 
 
@@ -75,7 +92,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(record)
         return Exit.OK
-    print(f"{record['id']}: {record['status']} (runtime {record.get('runtime')}, attempts {record.get('attempts', 0)})")
+    print(
+        f"{record['id']}: {record['status']} (runtime {record.get('runtime')}, attempts {record.get('attempts', 0)})"
+    )
     for key in ("created_at", "started_at", "finished_at", "output_location", "trace_id"):
         if record.get(key):
             print(f"  {key:<16} {record[key]}")
@@ -120,7 +139,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if target.log_dir is None:
         raise CliError(
             "this profile has no log directory; on AWS read the task's lines in CloudWatch Logs "
-            f"with the filter {{ $.task_id = \"{args.task_id}\" }}",
+            f'with the filter {{ $.task_id = "{args.task_id}" }}',
             Exit.USAGE,
         )
     found = logs.task_lines(target.log_dir, args.task_id)
@@ -137,7 +156,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     state = Path(args.state_dir)
     if args.action == "up":
-        info, started = local.up(state, args.config, args.latency, args.runtime_url, args.local_api_key)
+        info, started = local.up(
+            state, args.config, args.latency, args.runtime_url, args.local_api_key
+        )
         if args.json:
             _print_json(info)
         else:
@@ -170,15 +191,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_task_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task")
-    g.add_argument("--runtime", help="runtime name (default: the first one that runs the task type)")
-    g.add_argument("--type", help="text-to-image | image-to-image | extra-single-image | extra-batch-images | pipeline (inferred)")
-    g.add_argument("--id", help="task id (default: generated); resending the same id and body is idempotent")
+    g.add_argument(
+        "--runtime", help="runtime name (default: the first one that runs the task type)"
+    )
+    g.add_argument(
+        "--type",
+        help="text-to-image | image-to-image | extra-single-image | extra-batch-images | pipeline (inferred)",
+    )
+    g.add_argument(
+        "--id", help="task id (default: generated); resending the same id and body is idempotent"
+    )
     g.add_argument("--prefix", help="output key prefix (default: outputs)")
     g.add_argument("--context", help="JSON (or text) echoed back in the notification")
     g.add_argument("--callback-url", help="webhook for the result (signed)")
     g.add_argument("--file", help="a whole request body (v1alpha2 or v1alpha1 JSON)")
     g.add_argument("--workflow", help="a ComfyUI workflow in API format (pipeline task)")
-    g.add_argument("--image", action="append", default=[], help="input image: a local file or an http(s)/s3 URL (repeatable)")
+    g.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        help="input image: a local file or an http(s)/s3 URL (repeatable)",
+    )
     g.add_argument("--mask", help="inpainting mask: local file or URL")
     g.add_argument("--upscale", type=float, help="upscale factor (extras task)")
     g.add_argument("--upscaler", default="Lanczos")
@@ -193,11 +226,16 @@ def _add_task_flags(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="sdq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="sdq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--endpoint", help="API URL (else SDQ_API_URL, else the profile)")
     common.add_argument("--api-key", help="API key (else SDQ_API_KEY, else the profile)")
-    common.add_argument("--profile", help="profile JSON (default: .local/stack.json, then ~/.config/sdq/profile.json)")
+    common.add_argument(
+        "--profile",
+        help="profile JSON (default: .local/stack.json, then ~/.config/sdq/profile.json)",
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = root.add_subparsers(dest="command", required=True)
 
@@ -222,11 +260,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".local")
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--latency", type=float, default=0.5, help="emulated seconds per generation")
-    p.add_argument("--runtime-url", action="append", default=[], metavar="NAME=URL", help="a real SD WebUI / ComfyUI for runtime NAME")
+    p.add_argument(
+        "--runtime-url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a real SD WebUI / ComfyUI for runtime NAME",
+    )
     p.add_argument("--local-api-key", help="fixed API key for the local stack (default: random)")
     p.set_defaults(func=cmd_local)
 
-    p = sub.add_parser("demo", parents=[common], help="what `make run` does: a batch of every task type on the local stack")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="what `make run` does: a batch of every task type on the local stack",
+    )
     p.add_argument("--state-dir", default=".local")
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--out", default="outputs")

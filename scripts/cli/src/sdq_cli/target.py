@@ -67,7 +67,11 @@ def resolve(
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     source = "flags/environment"
-    path = Path(profile) if profile else next((p for p in (LOCAL_PROFILE, USER_PROFILE) if p.is_file()), None)
+    path = (
+        Path(profile)
+        if profile
+        else next((p for p in (LOCAL_PROFILE, USER_PROFILE) if p.is_file()), None)
+    )
     if path is not None:
         data = read_profile(path)
         source = str(path)

@@ -21,8 +21,10 @@ from typing import Any
 import aiohttp
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.settings import Settings, runtimes_env
+from sdq_api_validator.logs import configure as configure_logs
+from sdq_api_validator.settings import Settings
 from sdq_contracts import load_config
+from sdq_contracts.config import runtimes_env
 from sdq_local.processes import ManagedProcess, python_module
 from sdq_local.provision import provision
 from sdq_local.stack import HOST, LOCAL_CREDENTIALS, free_port
@@ -64,6 +66,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(requests: int, cold_runs: int) -> dict[str, Any]:
+    configure_logs("WARNING")  # one info line per request would dominate the measurement
     cfg = load_config(REPO_ROOT / "config.yaml")
     port = free_port()
     endpoint = f"http://{HOST}:{port}"

@@ -59,19 +59,3 @@ class Settings:
             )
         except ValueError as exc:
             raise SettingsError(f"a numeric SDQ_* setting is not an integer: {exc}") from None
-
-
-def runtimes_env(runtimes: tuple[RuntimeConfig, ...]) -> str:
-    """The compact SDQ_RUNTIMES value for a deployment's runtimes (used by IaC and local stack)."""
-    return json.dumps(
-        [
-            {
-                "name": r.name,
-                "type": r.type.value,
-                "model": r.model,
-                "dynamic_model": r.dynamic_model,
-            }
-            for r in runtimes
-        ],
-        separators=(",", ":"),
-    )

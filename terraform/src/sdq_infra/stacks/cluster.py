@@ -59,8 +59,8 @@ class ClusterStack(SdqStack):
                 node_role_name=names.role_name(cfg, "karpenter-node"),
                 controller_role_name=names.role_name(cfg, "karpenter-controller"),
                 interruption_queue_name=names.karpenter_interruption_queue_name(cfg),
-                namespace=names.KARPENTER_NAMESPACE,
-                service_account=names.KARPENTER_SERVICE_ACCOUNT,
+                namespace=naming.KARPENTER_NAMESPACE,
+                service_account=naming.KARPENTER_SERVICE_ACCOUNT,
                 model_bucket=cfg.buckets.models,
             ),
             self.arns,
@@ -71,8 +71,8 @@ class ClusterStack(SdqStack):
             PodRoleSpec(
                 role_name=names.role_name(cfg, "keda-operator"),
                 cluster_name=cluster.name,
-                namespace=names.KEDA_NAMESPACE,
-                service_account=names.KEDA_SERVICE_ACCOUNT,
+                namespace=naming.KEDA_NAMESPACE,
+                service_account=naming.KEDA_SERVICE_ACCOUNT,
                 policy=keda_policy(
                     [self.arns.sqs(naming.queue_name(cfg, runtime)) for runtime in cfg.runtimes]
                 ),
@@ -84,8 +84,8 @@ class ClusterStack(SdqStack):
             PodRoleSpec(
                 role_name=names.role_name(cfg, "otel-collector"),
                 cluster_name=cluster.name,
-                namespace=cfg.cluster.namespace,
-                service_account=names.COLLECTOR_SERVICE_ACCOUNT,
+                namespace=naming.workload_namespace(cfg),
+                service_account=naming.COLLECTOR_SERVICE_ACCOUNT,
                 policy=collector_policy(),
             ),
         )

@@ -7,8 +7,8 @@ import json
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 from constructs import Construct
 
+from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig
-from sdq_infra import names
 from sdq_infra.components.buckets import BucketSpec, PrivateBucket
 from sdq_infra.components.registry import ImageRepository, RepositorySpec
 from sdq_infra.options import InfraOptions
@@ -52,7 +52,7 @@ class RegistryStack(SdqStack):
     def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
         super().__init__(scope, "registry", cfg, options)
         repo = ImageRepository(
-            self, "queue-agent", RepositorySpec(name=names.queue_agent_repository_name(cfg))
+            self, "queue-agent", RepositorySpec(name=naming.queue_agent_repository_name(cfg))
         )
         self.output(
             "queue_agent_repository_url",

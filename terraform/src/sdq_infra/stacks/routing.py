@@ -3,12 +3,10 @@ output topics, the task-status table and the output bucket."""
 
 from __future__ import annotations
 
-import json
-
 from constructs import Construct
 
 from sdq_contracts import naming
-from sdq_contracts.config import DeploymentConfig
+from sdq_contracts.config import DeploymentConfig, runtimes_env
 from sdq_infra import iam, names
 from sdq_infra.components.buckets import BucketSpec, PrivateBucket
 from sdq_infra.components.lambda_function import FunctionSpec, PythonFunction
@@ -16,22 +14,6 @@ from sdq_infra.components.messaging import Messaging, MessagingSpec
 from sdq_infra.components.rest_api import RestApi, RestApiSpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
-
-
-def runtimes_env(cfg: DeploymentConfig) -> str:
-    """SDQ_RUNTIMES for the api_validator: compact JSON, one entry per configured runtime."""
-    return json.dumps(
-        [
-            {
-                "name": runtime.name,
-                "type": runtime.type.value,
-                "model": runtime.model,
-                "dynamic_model": runtime.dynamic_model,
-            }
-            for runtime in cfg.runtimes
-        ],
-        separators=(",", ":"),
-    )
 
 
 class RoutingStack(SdqStack):
@@ -61,7 +43,7 @@ class RoutingStack(SdqStack):
                 handler=names.API_VALIDATOR_HANDLER,
                 artifact=options.lambda_artifact("api_validator"),
                 environment={
-                    "SDQ_RUNTIMES": runtimes_env(cfg),
+                    "SDQ_RUNTIMES": runtimes_env(cfg.runtimes),
                     "SDQ_INPUT_TOPIC_ARN": messaging.input_topic_arn,
                     "SDQ_STATUS_TABLE": messaging.status_table_name,
                     "SDQ_OUTPUT_BUCKET": outputs_bucket.name,

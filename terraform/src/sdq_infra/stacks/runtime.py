@@ -54,7 +54,7 @@ class RuntimeStack(SdqStack):
                 self,
                 "pod-identity",
                 cluster_name=naming.cluster_name(cfg),
-                namespace=cfg.cluster.namespace,
+                namespace=naming.workload_namespace(cfg),
                 service_account=naming.service_account_name(runtime),
                 role_arn=queue.role_arn,
             )
@@ -68,7 +68,7 @@ class RuntimeStack(SdqStack):
         self.output(
             "service_account", naming.service_account_name(runtime), "Kubernetes service account"
         )
-        self.output("namespace", cfg.cluster.namespace, "Kubernetes namespace")
+        self.output("namespace", naming.workload_namespace(cfg), "Kubernetes namespace")
         self.output("model_bucket", cfg.buckets.models, "SDQ_MODEL_BUCKET")
         self.output("output_bucket", cfg.buckets.outputs, "SDQ_OUTPUT_BUCKET")
         self.output(
