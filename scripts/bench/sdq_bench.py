@@ -44,7 +44,7 @@ from boto3.dynamodb.types import TypeSerializer
 from sdq_contracts.config import DeploymentConfig, parse_config
 from sdq_contracts.keys import output_location
 from sdq_contracts.messages import ATTR_RUNTIME, StatusRecord, TaskMessage, TaskState
-from sdq_local.provision import Provisioned, provision
+from sdq_local.provision import Provisioned, observe_topic, provision
 
 REGION = "us-west-2"
 RUNTIME = "bench"
@@ -243,17 +243,7 @@ def submit_backlog(prov: Provisioned, endpoint: str, scenario: Scenario) -> None
 def observer_queue(prov: Provisioned, endpoint: str) -> str:
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
     sns = boto3.client("sns", region_name=REGION, endpoint_url=endpoint)
-    url: str = sqs.create_queue(QueueName="bench-observer")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(
-        TopicArn=prov.output_topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
+    return observe_topic(sqs, sns, prov.output_topic_arn, "bench-observer")
 
 
 def collect(

@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from sdq_contracts.config import DeploymentConfig, parse_config
 from sdq_contracts.keys import output_location
 from sdq_contracts.messages import ATTR_RUNTIME, StatusRecord, TaskMessage, TaskState
-from sdq_local.provision import Provisioned, provision
+from sdq_local.provision import Provisioned, observe_topic, provision
 from sdq_queue_agent.app import run_agent
 from sdq_queue_agent.settings import AgentSettings, load_settings
 
@@ -192,16 +192,7 @@ def make_stack(endpoint: str) -> Stack:
     prov = provision(CONFIG, endpoint_url=endpoint)
     sqs = boto3.client("sqs", region_name=CONFIG.region, endpoint_url=endpoint)
     sns = boto3.client("sns", region_name=CONFIG.region, endpoint_url=endpoint)
-    observer = sqs.create_queue(QueueName="itest-observer")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=observer, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(
-        TopicArn=prov.output_topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
+    observer = observe_topic(sqs, sns, prov.output_topic_arn, "itest-observer")
     return Stack(prov, endpoint, observer)
 
 

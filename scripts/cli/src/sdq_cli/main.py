@@ -18,7 +18,7 @@ from sdq_cli.api import ApiClient
 from sdq_cli.build import TaskFlags, build
 from sdq_cli.errors import CliError, Exit
 from sdq_cli.follow import Progress, Tracked, download, follow
-from sdq_cli.target import Target, resolve
+from sdq_cli.target import USER_PROFILE, Target, resolve
 
 
 def _print_json(data: Any) -> None:
@@ -183,6 +183,25 @@ def cmd_local(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_configure(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415 - only this command talks to API Gateway
+
+    from sdq_cli.configure import profile_from_outputs, write_profile  # noqa: PLC0415
+    from sdq_contracts import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        region = load_config(args.config).region
+    except ConfigError as exc:
+        raise CliError(str(exc), Exit.USAGE) from None
+    apigateway = boto3.client("apigateway", region_name=region)
+    profile = profile_from_outputs(Path(args.outputs), region, apigateway)
+    path = write_profile(profile, Path(args.write))
+    print(
+        f"profile written to {path} (endpoint {profile['api_url']}); the sdq command uses it by default"
+    )
+    return Exit.OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdq_cli.demo import run_demo  # noqa: PLC0415 - only the demo needs it
 
@@ -269,6 +288,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--local-api-key", help="fixed API key for the local stack (default: random)")
     p.set_defaults(func=cmd_local)
+
+    p = sub.add_parser(
+        "configure", help="write a profile for the AWS deployment from `make apply`'s outputs"
+    )
+    p.add_argument("--outputs", default="build/outputs", help="where make apply wrote outputs")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--write", default=str(USER_PROFILE), help="profile file to write")
+    p.set_defaults(func=cmd_configure)
 
     p = sub.add_parser(
         "demo",

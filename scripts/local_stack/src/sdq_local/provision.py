@@ -167,6 +167,17 @@ def _ensure_table(ddb: Any, name: str) -> None:
         )
 
 
+def observe_topic(sqs: Any, sns: Any, topic_arn: str, queue_name: str) -> str:
+    """A queue subscribed (raw delivery) to `topic_arn`: how tests, the benchmark and local users
+    read the result notifications. Returns its URL; idempotent."""
+    url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    arn = _queue_arn(sqs, url)
+    sns.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
 def provision(
     cfg: DeploymentConfig,
     *,

@@ -18,11 +18,11 @@ from typing import Any
 
 import aiohttp
 import boto3
-import structlog
 from aiohttp import web
 
 from sdq_api_validator import telemetry
 from sdq_api_validator.app import build_api
+from sdq_api_validator.logs import configure as configure_logs
 from sdq_api_validator.settings import Settings
 from sdq_contracts.config import DeploymentConfig, RuntimeType
 from sdq_local.front_door import FrontDoor
@@ -32,7 +32,7 @@ from sdq_local.model_sync_local import (
     run_local_model_sync,
 )
 from sdq_local.processes import ManagedProcess, python_module
-from sdq_local.provision import Provisioned, provision
+from sdq_local.provision import Provisioned, observe_topic, provision
 
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {
@@ -109,19 +109,8 @@ class LocalStack:
         """The API handler and model sync run inside this process: their JSON logs go to
         .local/logs/local-stack.log, their spans to .local/traces/ (like every child's)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
-            ],
-            logger_factory=structlog.WriteLoggerFactory(
-                file=(self.log_dir / "local-stack.log").open("a", encoding="utf-8")
-            ),
-            cache_logger_on_first_use=False,
-        )
+        # Open for the life of the process, like stdout.
+        configure_logs("INFO", (self.log_dir / "local-stack.log").open("a", encoding="utf-8"))
         telemetry.configure(trace_dir=str(self.trace_dir))
 
     @property
@@ -272,19 +261,12 @@ class LocalStack:
     def _results_queue(self, resources: Provisioned, endpoint: str) -> str:
         """A queue subscribed to the output topic, so the local user sees every notification."""
         session = self._session()
-        sqs = session.client("sqs", endpoint_url=endpoint)
-        sns = session.client("sns", endpoint_url=endpoint)
-        url: str = sqs.create_queue(QueueName=f"{self.cfg.stack_name}-local-results")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(
-            TopicArn=resources.output_topic_arn,
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true"},
+        return observe_topic(
+            session.client("sqs", endpoint_url=endpoint),
+            session.client("sns", endpoint_url=endpoint),
+            resources.output_topic_arn,
+            f"{self.cfg.stack_name}-local-results",
         )
-        return url
 
     async def _start_front_door(self, resources: Provisioned, endpoint: str, api_key: str) -> str:
         api = build_api(

@@ -1,16 +1,17 @@
-"""structlog JSON to stdout; configured once per process."""
+"""structlog JSON to stdout (or another stream); configured once per process."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 _configured = False
 
 
-def configure(level: str = "INFO") -> None:
+def configure(level: str = "INFO", out: TextIO | None = None) -> None:
     global _configured  # noqa: PLW0603 - one-time process setup
     if _configured:
         return
@@ -23,7 +24,7 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out or sys.stdout),
         cache_logger_on_first_use=True,
     )
     _configured = True
