@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -384,3 +386,52 @@ def test_lambda_environments_match_what_the_handlers_read(synthesized: Synth) ->
         "SDQ_MODEL_BUCKET": synthesized.cfg.buckets.models,
         "SDQ_MODEL_CACHE_DIR": naming.MODEL_CACHE_HOST_PATH,
     }
+
+
+# Least privilege that still works: every AWS call a service's adapter makes is allowed by its role.
+ROOT = Path(__file__).resolve().parents[2]
+# client attribute in the adapter → IAM service prefix
+CLIENTS = {"_ddb": "dynamodb", "_sns": "sns", "_s3": "s3", "_sqs": "sqs"}
+# boto operations whose IAM action is named differently from the operation
+ALIASES = {
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+}
+
+
+def calls(adapter: Path) -> set[str]:
+    """IAM actions of every `self.<client>.<operation>(` call in an adapter module."""
+    found = set()
+    for client, operation in re.findall(r"self\.(_[a-z0-9]+)\.([a-z_]+)\(", adapter.read_text()):
+        if client in CLIENTS:
+            action = f"{CLIENTS[client]}:{''.join(p.title() for p in operation.split('_'))}"
+            found.add(ALIASES.get(action, action))
+    return found
+
+
+def allowed(policy: list[dict[str, Any]]) -> set[str]:
+    return {
+        a for s in policy for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+
+
+def test_the_api_validator_role_allows_exactly_what_its_adapter_calls(synthesized: Synth) -> None:
+    needed = calls(ROOT / "services/api_validator/src/sdq_api_validator/adapters/aws.py")
+    assert {"dynamodb:PutItem", "dynamodb:DeleteItem", "sns:Publish", "s3:PutObject"} <= needed
+    granted = allowed(statements(synthesized, "routing", "api-validator"))
+    assert needed <= granted, needed - granted
+    data = {a for a in granted if a.split(":")[0] in set(CLIENTS.values())}
+    assert data == needed, data - needed
+
+
+def test_each_agent_role_allows_what_the_agent_calls(synthesized: Synth) -> None:
+    needed = calls(ROOT / "services/queue_agent/src/sdq_queue_agent/adapters/aws.py")
+    assert {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "s3:PutObject",
+        "dynamodb:UpdateItem",
+    } <= needed
+    for runtime in synthesized.cfg.runtimes:
+        granted = allowed(statements(synthesized, names.runtime_stack_id(runtime), "role-policy"))
+        assert needed <= granted, (runtime.name, needed - granted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 
@@ -115,7 +116,8 @@ async def test_a_burst_of_80_gets_50_through_and_429_for_the_rest():
 @pytest.mark.integration
 async def test_the_api_key_never_reaches_a_log(aws, repo_root, capsys, caplog):
     caplog.set_level(logging.DEBUG)
-    configure("DEBUG")
+    structured = io.StringIO()
+    configure("DEBUG", structured, force=True)
     cfg = load_config(repo_root / "config.yaml")
     p = provision(cfg)
     api = build_api(
@@ -140,7 +142,8 @@ async def test_the_api_key_never_reaches_a_log(aws, repo_root, capsys, caplog):
             async with http.request(method, base + path, json=payload, headers=headers) as r:
                 assert r.status < 500
     await server.close()
+    configure("INFO", force=True)  # back to stdout for the tests after this one
     out = capsys.readouterr()
-    logged = out.out + out.err + caplog.text
+    logged = structured.getvalue() + out.out + out.err + caplog.text
     assert "request handled" in logged  # the handler did log these requests ...
     assert KEY not in logged  # ... and never the key

@@ -85,7 +85,11 @@ class FakeQueue:
                 msg.visible_at = now + visibility
                 out.append(
                     ReceivedMessage(
-                        msg.id, msg.handle, msg.body, msg.receive_count, "Root=1-abc-def;Sampled=1"
+                        msg.id,
+                        msg.handle,
+                        msg.body,
+                        msg.receive_count,
+                        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
                     )
                 )
             if out or now >= deadline:

@@ -30,7 +30,7 @@ async def test_completes_a_task_with_objects_status_notification_and_delete() ->
     [note] = h.publisher.published
     assert (note.status, note.result, note.context) == (TaskState.COMPLETED, True, {"k": 1})
     assert note.image_url == [f"s3://outputs/{image_key('out', 't1', n)}" for n in (1, 2)]
-    assert note.trace_id == "1-abc-def"
+    assert note.trace_id == "1-5759e988-bd862e3fe1be46a994272793"  # the producer's trace
     assert note.timings is not None and {"queue", "fetch", "generate", "upload"} <= set(
         note.timings
     )

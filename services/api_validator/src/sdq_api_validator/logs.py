@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TextIO
 
 import structlog
@@ -11,9 +10,11 @@ import structlog
 _configured = False
 
 
-def configure(level: str = "INFO", out: TextIO | None = None) -> None:
+def configure(level: str = "INFO", out: TextIO | None = None, *, force: bool = False) -> None:
+    """JSON lines to `out`, or to whatever sys.stdout is when a line is written (loggers are
+    not cached, so a swapped stdout is never written to after it is closed)."""
     global _configured  # noqa: PLW0603 - one-time process setup
-    if _configured:
+    if _configured and not force:
         return
     structlog.configure(
         processors=[
@@ -24,7 +25,7 @@ def configure(level: str = "INFO", out: TextIO | None = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(out or sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
     )
     _configured = True

@@ -54,7 +54,13 @@ class RoutingStack(SdqStack):
                 statements=(
                     iam.allow(["sns:Publish"], [messaging.input_topic_arn], sid="PublishTasks"),
                     iam.allow(
-                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                        # DeleteItem: a task whose publish failed is forgotten, so a retry is new.
+                        [
+                            "dynamodb:DeleteItem",
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                        ],
                         [messaging.status_table_arn],
                         sid="StatusRows",
                     ),
