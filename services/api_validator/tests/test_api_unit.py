@@ -336,6 +336,19 @@ def test_status_of_a_task(h, repo_root):
     assert h.call("GET", "/v1alpha2/tasks/bad%20id")[0] == 400
 
 
+def test_status_shows_the_stage_of_a_running_task_only(h, repo_root):
+    h.call("POST", "/v1alpha2", _t2i(repo_root))
+    row = h.store.rows["example-t2i"]
+    h.store.rows["example-t2i"] = row.model_copy(
+        update={"status": TaskState.RUNNING, "stage": "uploading"}
+    )
+    assert h.call("GET", "/v1alpha2/tasks/example-t2i")[1]["stage"] == "uploading"
+    h.store.rows["example-t2i"] = row.model_copy(
+        update={"status": TaskState.COMPLETED, "stage": "uploading"}
+    )
+    assert "stage" not in h.call("GET", "/v1alpha2/tasks/example-t2i")[1]
+
+
 def test_cancel_queued_running_and_finished_tasks(h, repo_root):
     for task_id in ("q", "r", "c"):
         h.call("POST", "/v1alpha2", _t2i(repo_root, id=task_id))

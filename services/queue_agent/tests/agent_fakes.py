@@ -199,6 +199,11 @@ class FakeStatus:
     async def cancelled(self, task_id: str, now: datetime) -> None:
         self.rows[task_id].update(status=TaskState.CANCELLED, announced=False)
 
+    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
+        row = self.rows.get(task_id)
+        if row is not None and row["status"] is TaskState.RUNNING:
+            row.setdefault("stages", []).append(stage)
+
     async def announced(self, task_id: str) -> None:
         if task_id in self.rows:
             self.rows[task_id]["announced"] = True

@@ -36,6 +36,7 @@ async def test_completes_a_task_with_objects_status_notification_and_delete() ->
     )
     assert h.status.rows["t1"]["status"] is TaskState.COMPLETED
     assert h.status.rows["t1"]["attempts"] == 1
+    assert h.status.rows["t1"]["stages"] == ["generating", "uploading"]  # for progress displays
     assert h.queue.deleted == ["m1"] and not h.queue.messages
 
 

@@ -126,6 +126,8 @@ class StatusRecord(BaseModel):
     # Set once the task is on the input topic; a replay of an unpublished row publishes again.
     published_at: datetime | None = None
     cancel_requested: bool = False
+    # While running: what the agent is doing ("generating", "uploading"); progress displays use it.
+    stage: str | None = None
     trace_id: str | None = None
     # Epoch seconds after which DynamoDB's TTL deletes the row.
     expires_at: int | None = None

@@ -61,6 +61,8 @@ def follow(
                 continue
             record = api.status(task.task_id)
             new = str(record.get("status", "unknown"))
+            if new == "running" and record.get("stage"):
+                new = str(record["stage"])  # generating, uploading
             if new != task.state:
                 on_change(task, task.state, new)
                 task.state = new

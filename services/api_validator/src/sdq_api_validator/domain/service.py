@@ -63,7 +63,8 @@ def _request_hash(data: dict[str, Any]) -> str:
 
 
 def public_view(record: StatusRecord) -> dict[str, Any]:
-    return record.model_dump(mode="json", exclude=set(_PRIVATE_FIELDS), exclude_none=True)
+    hidden = set(_PRIVATE_FIELDS) | ({"stage"} if record.status.terminal else set())
+    return record.model_dump(mode="json", exclude=hidden, exclude_none=True)
 
 
 def check_task_id(task_id: str) -> str:

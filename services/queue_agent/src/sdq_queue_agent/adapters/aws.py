@@ -327,6 +327,17 @@ class DynamoStatusStore:
             ExpressionAttributeValues=_values(values),
         )
 
+    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
+        await self._update(
+            task_id,
+            UpdateExpression="SET #stage = :stage, #updated = :now",
+            ConditionExpression="#s = :running",
+            ExpressionAttributeNames={"#stage": "stage", "#updated": "updated_at", "#s": "status"},
+            ExpressionAttributeValues=_values(
+                {":stage": stage, ":now": now.isoformat(), ":running": TaskState.RUNNING.value}
+            ),
+        )
+
     async def cancelled(self, task_id: str, now: datetime) -> None:
         stamp = now.isoformat()
         await self._update(

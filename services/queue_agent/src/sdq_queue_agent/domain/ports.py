@@ -54,6 +54,11 @@ class StatusStore(Protocol):
 
     async def cancel_requested(self, task_id: str) -> bool: ...
 
+    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
+        """Record what a running task is doing (for progress displays); no-op once it is not
+        running any more."""
+        ...
+
     async def complete(self, task_id: str, outputs: list[str], now: datetime) -> bool:
         """Mark completed; False when the row was cancelled meanwhile (nothing to announce)."""
         ...

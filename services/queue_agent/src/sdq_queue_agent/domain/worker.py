@@ -489,6 +489,7 @@ class Worker:
                     # The request goes out first; waking the receiver (CPU work for the next
                     # prefetch) comes after, so nothing sits between two generations.
                     run = asyncio.ensure_future(self._runtime.run(job.request))
+                    self._spawn(self._record_stage(job.held, "generating"), None)
                     await self._notify()
                     result = await self._generate(job, run, started)
             except TaskFailure as failure:
@@ -564,6 +565,7 @@ class Worker:
         # Yield once: the next generation request (started right after this task was spawned)
         # goes out before the CPU work of uploading.
         await asyncio.sleep(0)
+        self._spawn(self._record_stage(held, "uploading"), None)
         try:
             started = time.monotonic()
             with held.stage("upload"):
@@ -598,6 +600,15 @@ class Worker:
         await self._drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, notification, held), None)
+
+    async def _record_stage(self, held: _Held, stage: str) -> None:
+        """Best effort, beside the work itself (never in series with the GPU)."""
+        assert held.task is not None
+        try:
+            with held.within():
+                await self._status.stage(held.task.id, stage, self._clock())
+        except TaskFailure as exc:
+            held.log.warning("could not record the task's stage", stage=stage, error=str(exc))
 
     async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[str]:
         bucket = self._cfg.output_bucket
