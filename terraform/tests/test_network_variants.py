@@ -64,3 +64,19 @@ def test_subnet_blocks_do_not_overlap() -> None:
     public6, private6 = subnet_cidrs("10.0.0.0/16", 6)
     assert len(set(public6 + private6)) == 12
     assert all(block.endswith("/20") for block in public6 + private6)
+
+
+def test_lambdas_export_spans_to_the_collector_layer_when_configured(
+    synth_app: SynthApp, tmp_path: Path
+) -> None:
+    layer = "arn:aws:lambda:us-west-2:901920570463:layer:aws-otel-collector-amd64-ver-0-117-0:1"
+    base = load_config(REPO / "config.yaml").model_dump(mode="json")
+    cfg = DeploymentConfig.model_validate(
+        base | {"observability": {"lambda_collector_layer_arn": layer}}
+    )
+    synth = synth_app(cfg, InfraOptions(REPO, tmp_path, "sdq-test-tfstate"))
+    for stack in ("routing", "model_sync"):
+        [function] = synth.json(stack)["resource"]["aws_lambda_function"].values()
+        assert function["layers"] == [layer]
+        env = function["environment"]["variables"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"

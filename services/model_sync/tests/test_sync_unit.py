@@ -178,3 +178,19 @@ def test_node_command_runs_the_script_with_quoted_arguments() -> None:
     assert command.comment == "sdq model sync: +200 -0 in s3://models/team a/models/"
     assert len(command.comment) <= 100
     assert (command.execution_timeout_seconds, command.delivery_timeout_seconds) == (1200, 300)
+
+
+def test_spans_cover_event_handling_node_lookup_and_each_ssm_send(spans) -> None:
+    ids = tuple(f"i-{n}" for n in range(60))
+    ModelSync(SPEC, FakeNodes(ids), FakeSender()).run({"Records": [record("a.pt")]})
+    finished = spans.get_finished_spans()
+    root = next(s for s in finished if s.name == "model_sync.handle")
+    assert root.attributes["sdq.targeted"] == 60
+    children = [s for s in finished if s.parent and s.parent.span_id == root.context.span_id]
+    assert [s.name for s in children] == [
+        "ec2.find_gpu_nodes",
+        "ssm.send_command",
+        "ssm.send_command",
+    ]
+    assert [s.attributes["sdq.instances"] for s in children[1:]] == [50, 10]
+    assert {s.context.trace_id for s in finished} == {root.context.trace_id}

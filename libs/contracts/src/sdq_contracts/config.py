@@ -160,6 +160,17 @@ class ClusterConfig(_Frozen):
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "sdq"
 
 
+class ObservabilityConfig(_Frozen):
+    # The AWS Distro for OpenTelemetry collector Lambda layer of your region
+    # (arn:aws:lambda:<region>:901920570463:layer:aws-otel-collector-amd64-ver-...:N). When set,
+    # both Lambdas run the collector as an extension and export their spans to it over OTLP, so
+    # the API's spans (validate, status, publish) and model sync's reach X-Ray too.
+    lambda_collector_layer_arn: (
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+:\d+$")]
+        | None
+    ) = None
+
+
 class DeploymentConfig(_Frozen):
     stack_name: Annotated[str, Field(pattern=STACK_PATTERN)]
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -167,6 +178,7 @@ class DeploymentConfig(_Frozen):
     api: ApiConfig = ApiConfig()
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     runtimes: Annotated[tuple[RuntimeConfig, ...], Field(min_length=1)]
 
     @field_validator("runtimes")

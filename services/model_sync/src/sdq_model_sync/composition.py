@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from sdq_model_sync import telemetry
 from sdq_model_sync.adapters.ec2_nodes import Ec2GpuNodes
 from sdq_model_sync.adapters.ssm_commands import SsmCommands
 from sdq_model_sync.domain.commands import NodeSyncSpec
@@ -58,4 +59,5 @@ def build_model_sync(
 def lambda_app() -> ModelSync:
     """Built on the first invocation and reused by every warm invocation of the container."""
     configure_logging(os.environ.get("SDQ_LOG_LEVEL", "INFO"))
+    telemetry.configure(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     return build_model_sync(Settings.from_env(os.environ))

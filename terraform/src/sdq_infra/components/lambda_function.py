@@ -34,6 +34,8 @@ class FunctionSpec:
     statements: Sequence[Statement] = field(default_factory=tuple)
     memory_mb: int = 512
     timeout_seconds: int = 30
+    # ADOT collector layer: the function exports its OpenTelemetry spans to it (→ X-Ray).
+    collector_layer_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class PythonFunction(Construct):
             memory_size=spec.memory_mb,
             timeout=spec.timeout_seconds,
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
-            environment=LambdaFunctionEnvironment(variables=dict(spec.environment)),
+            layers=[spec.collector_layer_arn] if spec.collector_layer_arn else None,
+            environment=LambdaFunctionEnvironment(variables=function_environment(spec)),
             depends_on=[logs],
         )
         self.function = function
@@ -95,3 +98,14 @@ class PythonFunction(Construct):
             invoke_arn=function.invoke_arn,
             role_arn=role.arn,
         )
+
+
+# Where the ADOT collector extension listens inside the Lambda sandbox (OTLP over HTTP).
+COLLECTOR_ENDPOINT = "http://localhost:4318"
+
+
+def function_environment(spec: FunctionSpec) -> dict[str, str]:
+    env = dict(spec.environment)
+    if spec.collector_layer_arn:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = COLLECTOR_ENDPOINT
+    return env

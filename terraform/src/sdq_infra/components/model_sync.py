@@ -35,6 +35,7 @@ class ModelSyncSpec:
     cluster_name: str
     node_tag_key: str
     cache_path: str
+    collector_layer_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ModelSync(Construct):
                 },
                 statements=sync_statements(spec, arns),
                 timeout_seconds=60,
+                collector_layer_arn=spec.collector_layer_arn,
             ),
             arns,
         )

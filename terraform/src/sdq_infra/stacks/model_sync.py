@@ -27,6 +27,7 @@ class ModelSyncStack(SdqStack):
                 cluster_name=naming.cluster_name(cfg),
                 node_tag_key=naming.NODE_TAG_CLUSTER,
                 cache_path=naming.MODEL_CACHE_HOST_PATH,
+                collector_layer_arn=cfg.observability.lambda_collector_layer_arn,
             ),
             self.arns,
         ).outputs

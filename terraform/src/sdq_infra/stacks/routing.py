@@ -51,6 +51,7 @@ class RoutingStack(SdqStack):
                     "SDQ_CLAIM_CHECK_BYTES": str(cfg.api.claim_check_bytes),
                     "SDQ_STATUS_TTL_DAYS": str(cfg.api.status_ttl_days),
                 },
+                collector_layer_arn=cfg.observability.lambda_collector_layer_arn,
                 statements=(
                     iam.allow(["sns:Publish"], [messaging.input_topic_arn], sid="PublishTasks"),
                     iam.allow(

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from sdq_model_sync.domain.commands import (
     NodeCommand,
@@ -21,6 +23,7 @@ from sdq_model_sync.domain.events import EventOrigin, ObjectChange, ParsedEvent,
 from sdq_model_sync.domain.ports import CommandSender, NodeFinder, NodeResult
 
 log = structlog.get_logger("sdq_model_sync")
+tracer = trace.get_tracer("sdq_model_sync")
 
 
 class SyncStatus(StrEnum):
@@ -90,8 +93,12 @@ class ModelSync:
         return lambda_response(self.run(event))
 
     def run(self, event: object) -> SyncOutcome:
-        parsed = parse_event(event)
-        outcome = self._sync(parsed)
+        with tracer.start_as_current_span("model_sync.handle", kind=SpanKind.CONSUMER) as span:
+            parsed = parse_event(event)
+            outcome = self._sync(parsed)
+            span.set_attribute("sdq.status", str(outcome.status))
+            span.set_attribute("sdq.keys", len(outcome.changes))
+            span.set_attribute("sdq.targeted", len(outcome.targeted))
         log.info(
             "model_sync.done",
             status=str(outcome.status),
@@ -130,7 +137,9 @@ class ModelSync:
             return base
         command = node_command(self.spec, selection.relevant)
         try:
-            instance_ids = self.nodes.gpu_nodes()
+            with tracer.start_as_current_span("ec2.find_gpu_nodes") as span:
+                instance_ids = self.nodes.gpu_nodes()
+                span.set_attribute("sdq.nodes", len(instance_ids))
             if not instance_ids:
                 log.info("model_sync.no_nodes", bucket=self.spec.bucket)
                 return replace(base, status=SyncStatus.NO_NODES)
@@ -177,7 +186,10 @@ class ModelSync:
         from its user data, so it is reported, not retried. At most 2n-1 calls for n ids.
         """
         try:
-            command_id = self.sender.send(chunk, command)
+            with tracer.start_as_current_span("ssm.send_command") as span:
+                span.set_attribute("sdq.instances", len(chunk))
+                command_id = self.sender.send(chunk, command)
+                span.set_attribute("sdq.command_id", command_id)
         except NodesNotManaged as exc:
             if len(chunk) == 1:
                 log.warning("model_sync.node_not_managed", instance_id=chunk[0])
