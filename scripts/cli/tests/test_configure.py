@@ -14,6 +14,11 @@ from sdq_cli.main import main
 pytestmark = pytest.mark.integration
 
 
+def configure(outputs, repo_root, profile) -> int:
+    argv = ["configure", "--outputs", str(outputs), "--config", str(repo_root / "config.yaml")]
+    return main([*argv, "--write", str(profile)])
+
+
 def test_profile_from_outputs_reads_the_key_value_from_api_gateway(
     aws, repo_root, tmp_path, capsys
 ):
@@ -31,17 +36,7 @@ def test_profile_from_outputs_reads_the_key_value_from_api_gateway(
         )
     )
     profile = tmp_path / "profile.json"
-    code = main(
-        [
-            "configure",
-            "--outputs",
-            str(outputs),
-            "--config",
-            str(repo_root / "config.yaml"),
-            "--write",
-            str(profile),
-        ]
-    )
+    code = configure(outputs, repo_root, profile)
     assert code == Exit.OK
     assert json.loads(profile.read_text()) == {
         "api_url": "https://abc.execute-api.us-west-2.amazonaws.com/live",
@@ -54,32 +49,12 @@ def test_profile_from_outputs_reads_the_key_value_from_api_gateway(
 
 
 def test_missing_outputs_and_unknown_keys_are_clear_errors(aws, repo_root, tmp_path, capsys):
-    code = main(
-        [
-            "configure",
-            "--outputs",
-            str(tmp_path),
-            "--config",
-            str(repo_root / "config.yaml"),
-            "--write",
-            str(tmp_path / "p.json"),
-        ]
-    )
+    code = configure(tmp_path, repo_root, tmp_path / "p.json")
     assert code == Exit.USAGE
     assert "run `make apply` first" in capsys.readouterr().err
     (tmp_path / "routing.json").write_text(
         json.dumps({"api_url": "https://x", "api_key_id": "nope"})
     )
-    code = main(
-        [
-            "configure",
-            "--outputs",
-            str(tmp_path),
-            "--config",
-            str(repo_root / "config.yaml"),
-            "--write",
-            str(tmp_path / "p.json"),
-        ]
-    )
+    code = configure(tmp_path, repo_root, tmp_path / "p.json")
     assert code == Exit.AUTH
     assert "cannot read the API key nope" in capsys.readouterr().err

@@ -21,9 +21,6 @@ from sdq_infra.stacks.network import NetworkStack
 from sdq_infra.stacks.routing import RoutingStack
 from sdq_infra.stacks.runtime import RuntimeStack
 
-# Stacks the emulator can hold: nothing that needs a VPC, EKS or a real state bucket.
-EMULATOR_STACKS = frozenset({"routing", "model_sync"})
-
 
 @dataclass(frozen=True)
 class Synthesized:

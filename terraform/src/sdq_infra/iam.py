@@ -137,8 +137,5 @@ class Arns:
     def ec2(self, resource_type: str, account: bool = True) -> str:
         return self._arn("ec2", f"{resource_type}/*", account=account)
 
-    def eks_cluster(self, name: str) -> str:
-        return self._arn("eks", f"cluster/{name}")
-
     def managed_policy(self, name: str) -> str:
         return f"arn:{self.partition}:iam::aws:policy/{name}"

@@ -164,13 +164,12 @@ class Api:
         except Exception as exc:
             bound.exception("request failed")
             span.record_exception(exc)
-            status = 500
-            body = {
-                "error": {
-                    "code": "internal_error",
-                    "message": f"sdq failed to handle the request (request id {request_id}); retry later",
-                }
-            }
+            failure = ApiError(
+                500,
+                "internal_error",
+                f"sdq failed to handle the request (request id {request_id}); retry later",
+            )
+            status, body = failure.status, failure.body()
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         level = "warning" if 400 <= status < 500 else ("error" if status >= 500 else "info")
         getattr(bound, level)("request handled", status=status, elapsed_ms=elapsed_ms)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sdq_contracts.requests import ErrorBody, ErrorDetail
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
@@ -12,10 +14,8 @@ class ApiError(Exception):
         self.field = field
 
     def body(self) -> dict[str, object]:
-        detail: dict[str, object] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            detail["field"] = self.field
-        return {"error": detail}
+        detail = ErrorDetail(code=self.code, message=self.message, field=self.field)
+        return ErrorBody(error=detail).model_dump(exclude_none=True)
 
 
 def bad_request(message: str, field: str | None = None, code: str = "invalid_request") -> ApiError:

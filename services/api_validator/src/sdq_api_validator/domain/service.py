@@ -34,6 +34,7 @@ from sdq_contracts.messages import (
     TaskState,
     utcnow,
 )
+from sdq_contracts.requests import TaskAccepted, TaskAcceptedV1Alpha1
 
 _TASK_ID = re.compile(NAME_PATTERN)
 # Fields of a status row that are bookkeeping, not for clients.
@@ -99,13 +100,23 @@ class TaskService:
                 message = validate_v1alpha1(data, self._settings.runtimes)
             span.set_attribute("sdq.task_id", message.id)
         location = output_location(self._settings.output_bucket, message.prefix, message.id)
-        response: dict[str, Any] = {"id_task": message.id}
+        status_url = f"{status_base}/v1alpha2/tasks/{message.id}"
+        accepted: TaskAccepted | TaskAcceptedV1Alpha1
         if version is ApiVersion.V1ALPHA2:
-            response["runtime"] = message.runtime
+            accepted = TaskAccepted(
+                id_task=message.id,
+                runtime=message.runtime,
+                output_location=location,
+                status_url=status_url,
+            )
         else:
-            response["sd_model_checkpoint"] = message.sd_model_checkpoint
-        response["output_location"] = location
-        response["status_url"] = f"{status_base}/v1alpha2/tasks/{message.id}"
+            accepted = TaskAcceptedV1Alpha1(
+                id_task=message.id,
+                sd_model_checkpoint=message.sd_model_checkpoint or "",
+                output_location=location,
+                status_url=status_url,
+            )
+        response = accepted.model_dump()
 
         now = utcnow()
         record = StatusRecord(
