@@ -8,4 +8,4 @@ emulator: setup ## run the runtime emulator on 127.0.0.1:$(EMULATOR_PORT) (EMULA
 	@$(PY) -m sdq_runtime_emulator --host 127.0.0.1 --port $(EMULATOR_PORT) $(EMULATOR_FLAGS)
 
 test-emulator: setup ## the runtime emulator's fidelity tests
-	@$(PY) -m pytest -q scripts/runtime_emulator
+	@$(PY) -m pytest -q devtools/runtime_emulator

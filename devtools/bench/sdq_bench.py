@@ -5,9 +5,9 @@ AWS call of the agent pays ``--aws-latency-ms``), the runtime emulator with a fi
 time and image size, the sdq resources provisioned from a generated config, a backlog of N
 tasks, then the agent (any command line, ``--agent-cmd``) until every task is announced.
 
-    python scripts/bench/sdq_bench.py                 # default scenarios, a table
-    python scripts/bench/sdq_bench.py --json          # one JSON object per scenario
-    python scripts/bench/sdq_bench.py --gen-s 0.2 --tasks 50 --agent-cmd "python -m other_agent"
+    python devtools/bench/sdq_bench.py                 # default scenarios, a table
+    python devtools/bench/sdq_bench.py --json          # one JSON object per scenario
+    python devtools/bench/sdq_bench.py --gen-s 0.2 --tasks 50 --agent-cmd "python -m other_agent"
 
 Duty cycle = generation time / wall time while the backlog lasts, both read from the emulator's
 log (first generation start to last generation end): the GPU's view, where any per-task work
