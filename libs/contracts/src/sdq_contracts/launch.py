@@ -1,0 +1,76 @@
+"""How each runtime type is started: the one list of launch arguments shared by the Kubernetes
+components (k8s/components/<type>/runtime.yaml) and the real-runtime conformance suite.
+
+Only two things differ between a pod and a test run, and both are parameters: where the server
+listens (a pod binds every address so the kubelet can probe it; a test binds 127.0.0.1) and
+where the model cache is. Device flags (CPU-only in tests) are added by the caller, never here.
+Every flag below exists in the pinned runtime version (checked by the conformance suite, which
+starts the real program with exactly these arguments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sdq_contracts.config import RuntimeType
+
+# Address a pod listens on; any other value is a single interface (tests use 127.0.0.1).
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod must answer the kubelet's probes on its IP
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLaunch:
+    """The runtime's port, its launch arguments and the path that answers once it is ready."""
+
+    port: int
+    args: tuple[str, ...]
+    health_path: str
+
+
+def runtime_launch(
+    runtime_type: RuntimeType,
+    *,
+    listen: str = ALL_INTERFACES,
+    models_dir: str = "/models",
+    config_dir: str = "/etc/sdq",
+) -> RuntimeLaunch:
+    """Launch arguments appended to the runtime image's entry point.
+
+    ``models_dir`` is the node's model cache (SD WebUI folder layout); ``config_dir`` holds the
+    files sdq gives a runtime (ComfyUI's ``extra_model_paths.yaml`` mapping its folders onto
+    that cache).
+    """
+    if runtime_type is RuntimeType.SDWEBUI:
+        bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
+        return RuntimeLaunch(
+            port=7860,
+            args=(
+                "--api",
+                "--nowebui",  # API only: /sdapi/v1/* without the Gradio UI
+                *bind,
+                "--port=7860",  # --nowebui would otherwise default to 7861
+                "--no-download-sd-model",  # never fetch a model at start-up
+                "--skip-load-model-at-start",  # the agent loads the task's model on demand
+                "--skip-version-check",
+                f"--ckpt-dir={models_dir}/Stable-diffusion",
+                f"--lora-dir={models_dir}/Lora",
+                f"--vae-dir={models_dir}/VAE",
+                f"--embeddings-dir={models_dir}/embeddings",
+            ),
+            # /internal/ping is 404 in API-only mode.
+            health_path="/sdapi/v1/options",
+        )
+    if runtime_type is RuntimeType.COMFYUI:
+        return RuntimeLaunch(
+            port=8188,
+            args=(
+                f"--listen={listen}",
+                "--port=8188",
+                "--disable-mmap",  # read safetensors whole: fast loads from instance-store NVMe
+                "--disable-auto-launch",
+                "--disable-api-nodes",  # no calls to paid cloud nodes from a private fleet
+                f"--extra-model-paths-config={config_dir}/extra_model_paths.yaml",
+            ),
+            health_path="/system_stats",
+        )
+    raise ValueError(f"no launch arguments for runtime type {runtime_type!r}")
