@@ -37,6 +37,9 @@ class AgentSettings(BaseSettings):
     runtime_url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
     static_model: str | None = None
     dynamic_model: bool = False
+    # The node's model cache as the runtime container sees it (InvokeAI installs models from
+    # there by path; the k8s components mount it at /models).
+    runtime_models_dir: Annotated[str, Field(min_length=1)] = "/models"
     # --- AWS resources ---
     queue_url: Annotated[str, Field(min_length=1)]
     result_topic_arn: Annotated[str, Field(min_length=1)]

@@ -571,6 +571,8 @@ class Worker:
             with held.stage("upload"):
                 urls = await self._upload(task, result)
             job.timings["upload"] = round(time.monotonic() - started, 3)
+            if result.after_upload is not None:
+                self._spawn(self._after_upload(held, result.after_upload), None)
             self._metrics.stage("upload", job.timings["upload"])
             started = time.monotonic()
             with held.stage("status.update"):
@@ -600,6 +602,13 @@ class Worker:
         await self._drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, notification, held), None)
+
+    async def _after_upload(self, held: _Held, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """The runtime's clean-up of outputs already in S3; a failure only leaves files behind."""
+        try:
+            await cleanup()
+        except TaskFailure as exc:
+            held.log.warning("runtime clean-up after upload failed", error=str(exc))
 
     async def _record_stage(self, held: _Held, stage: str) -> None:
         """Best effort, beside the work itself (never in series with the GPU)."""
