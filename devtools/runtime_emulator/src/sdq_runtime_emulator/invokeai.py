@@ -402,10 +402,7 @@ class InvokeAi:
         outcome = "failed"
         try:
             if fault is GenerationFault.EXECUTION_ERROR:
-                raise NodeError(
-                    "RuntimeError",
-                    "sdq runtime emulator: injected execution error (like CUDA out of memory)",
-                )
+                raise NodeError("RuntimeError", "sdq runtime emulator: injected execution error")
             values = await self._run_graph(item)
             waited = await pace(
                 deadline=deadline, stop=item.stop, fault=fault, steps=1, die=self._die

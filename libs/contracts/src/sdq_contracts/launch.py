@@ -25,6 +25,8 @@ class RuntimeLaunch:
     port: int
     args: tuple[str, ...]
     health_path: str
+    # Settings the runtime reads only from its environment (InvokeAI: host, port, ...).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def runtime_launch(
@@ -33,12 +35,14 @@ def runtime_launch(
     listen: str = ALL_INTERFACES,
     models_dir: str = "/models",
     config_dir: str = "/etc/sdq",
+    state_dir: str = "/var/lib/sdq-runtime",
 ) -> RuntimeLaunch:
     """Launch arguments appended to the runtime image's entry point.
 
     ``models_dir`` is the node's model cache (SD WebUI folder layout); ``config_dir`` holds the
     files sdq gives a runtime (ComfyUI's ``extra_model_paths.yaml`` mapping its folders onto
-    that cache).
+    that cache); ``state_dir`` is a writable folder for a runtime that keeps state (InvokeAI's
+    root: its database, image store and invokeai.yaml).
     """
     if runtime_type is RuntimeType.SDWEBUI:
         bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
@@ -72,5 +76,22 @@ def runtime_launch(
                 f"--extra-model-paths-config={config_dir}/extra_model_paths.yaml",
             ),
             health_path="/system_stats",
+        )
+    if runtime_type is RuntimeType.INVOKEAI:
+        # invokeai-web takes only --root and --config; everything else is invokeai.yaml or
+        # INVOKEAI_* variables (pydantic-settings, which the yaml file does not override).
+        return RuntimeLaunch(
+            port=9090,
+            args=(f"--root={state_dir}",),
+            health_path="/api/v1/app/version",
+            env=(
+                ("INVOKEAI_HOST", listen),
+                ("INVOKEAI_PORT", "9090"),
+                # Models are installed in place from the node cache on every start (the root is
+                # per pod): skip hashing multi-GB files, the cache is read-only and keyed by name.
+                ("INVOKEAI_HASHING_ALGORITHM", "random"),
+                # No hub downloads from a private fleet: models come from the node cache only.
+                ("HF_HUB_OFFLINE", "1"),
+            ),
         )
     raise ValueError(f"no launch arguments for runtime type {runtime_type!r}")

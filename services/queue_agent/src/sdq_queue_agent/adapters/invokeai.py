@@ -248,9 +248,13 @@ class InvokeAiRuntime:
                 await self._cancel_items(run)
             items = await self._follow(run)
             outcomes = [invokeai_graph.item_outcome(item) for item in items]
-            run.images = tuple(name for outcome in outcomes for name in outcome.images)
+            # Images the task's nodes wrote, not images the graph only read (a client's own).
+            given = set(invokeai_graph.image_names(body))
+            run.images = tuple(
+                name for o in outcomes for name in o.produced if name not in given
+            )
             self._raise_failures(task_id, outcomes)
-            names = list(run.images)
+            names = [name for outcome in outcomes for name in outcome.images]
             if not names:
                 raise RuntimeRejectedError(
                     "the graph finished without an output image (every node is intermediate?)"
@@ -271,7 +275,7 @@ class InvokeAiRuntime:
         }
 
         async def after_upload() -> None:
-            await self._cleanup(task_id, run, images=names)
+            await self._cleanup(task_id, run, images=run.images)
 
         return RuntimeResult(files=tuple(files), response=response, after_upload=after_upload)
 

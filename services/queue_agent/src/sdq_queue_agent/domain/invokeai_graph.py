@@ -511,6 +511,21 @@ class ItemOutcome:
     images: tuple[str, ...]
     error_type: str | None = None
     error_message: str | None = None
+    # Every image the item's nodes wrote, intermediates included (what to clean up).
+    produced: tuple[str, ...] = ()
+
+
+def image_names(value: Any) -> Iterator[str]:
+    """Every ``{"image_name": ...}`` inside a JSON value."""
+    if isinstance(value, dict):
+        name = value.get("image_name")
+        if isinstance(name, str):
+            yield name
+        for inner in value.values():
+            yield from image_names(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from image_names(inner)
 
 
 def item_outcome(item: Mapping[str, Any]) -> ItemOutcome:
@@ -534,6 +549,7 @@ def item_outcome(item: Mapping[str, Any]) -> ItemOutcome:
         images=tuple(images),
         error_type=item.get("error_type"),
         error_message=item.get("error_message"),
+        produced=tuple(dict.fromkeys(image_names(results))),
     )
 
 
