@@ -80,9 +80,7 @@ async def test_text_to_image_static_model_images_in_s3_and_removed_from_invokeai
         image_key("itest", "t2i", 2),
         response_key("itest", "t2i"),
     }
-    first, second = (
-        Image.open(io.BytesIO(objects[image_key("itest", "t2i", n)])) for n in (1, 2)
-    )
+    first, second = (Image.open(io.BytesIO(objects[image_key("itest", "t2i", n)])) for n in (1, 2))
     assert first.size == second.size == (64, 48)
     assert first.tobytes() != second.tobytes()  # two seeds, two pictures
     out = json.loads(objects[response_key("itest", "t2i")])

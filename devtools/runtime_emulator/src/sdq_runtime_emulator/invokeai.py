@@ -348,9 +348,9 @@ class InvokeAi:
         if item is None:
             return self._no_item(request)
         if item.status not in TERMINAL:
+            # Like the real queue: canceled at once; a running session stops at its next node.
             self.state.stats.invokeai.interrupts += 1
-            if item.status == "pending":
-                self._finish(item, "canceled")
+            self._finish(item, "canceled")
             item.stop.set()
         return web.json_response(item.to_json())
 
@@ -392,6 +392,7 @@ class InvokeAi:
     async def _execute(self, item: Item) -> None:
         item.status = "in_progress"
         item.started_at = _now()
+        item.stop.clear()
         nodes = item.graph["nodes"]
         generation = any(NODE_TYPES[n["type"]].generation for n in nodes.values())
         fault = GenerationFault.NONE
@@ -416,7 +417,8 @@ class InvokeAi:
             item.error_type, item.error_message = error.error_type, error.message
         if generation:
             self.state.generation_ended("invokeai", outcome)
-        self._finish(item, "canceled" if outcome == "interrupted" else outcome)
+        if item.status != "canceled":
+            self._finish(item, "canceled" if outcome == "interrupted" else outcome)
         log.info("invokeai queue item %d %s", item.item_id, item.status)
 
     def _die(self) -> None:
@@ -579,8 +581,6 @@ class InvokeAi:
                 },
                 status=422,
             )
-        if any(r["source"] == source for r in self.records.values()):
-            return detail(409, f"{source} is already installed")
         job_id = next(self.next_job)
         job: dict[str, Any] = {
             "id": job_id,
@@ -595,10 +595,13 @@ class InvokeAi:
         await asyncio.sleep(self.state.knobs.model_switch_latency_s)
         resolved = await asyncio.to_thread(_resolved_file, path)
         if resolved is None:
+            del self.jobs[job_id]
+            return detail(409, f"Unsupported model source: '{source}'")
+        if any(r["path"] == resolved for r in self.records.values()):
             job.update(
                 status="error",
-                error_reason="InvalidModelConfigException",
-                error=f"{source}: no such file",
+                error_reason="DuplicateModelException",
+                error=f"A model with path '{resolved}' is already installed",
             )
             return web.json_response(job, status=201)
         # The emulator reads no weights: a checkpoint-looking file is an SD1.5 main model,

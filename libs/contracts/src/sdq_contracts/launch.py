@@ -35,6 +35,7 @@ def runtime_launch(
     listen: str = ALL_INTERFACES,
     models_dir: str = "/models",
     config_dir: str = "/etc/sdq",
+    port: int | None = None,
     state_dir: str = "/var/lib/sdq-runtime",
 ) -> RuntimeLaunch:
     """Launch arguments appended to the runtime image's entry point.
@@ -80,13 +81,14 @@ def runtime_launch(
     if runtime_type is RuntimeType.INVOKEAI:
         # invokeai-web takes only --root and --config; everything else is invokeai.yaml or
         # INVOKEAI_* variables (pydantic-settings, which the yaml file does not override).
+        port = port or 9090
         return RuntimeLaunch(
-            port=9090,
+            port=port,
             args=(f"--root={state_dir}",),
             health_path="/api/v1/app/version",
             env=(
                 ("INVOKEAI_HOST", listen),
-                ("INVOKEAI_PORT", "9090"),
+                ("INVOKEAI_PORT", str(port)),
                 # Models are installed in place from the node cache on every start (the root is
                 # per pod): skip hashing multi-GB files, the cache is read-only and keyed by name.
                 ("INVOKEAI_HASHING_ALGORITHM", "random"),

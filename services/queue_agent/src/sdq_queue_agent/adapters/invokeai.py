@@ -162,10 +162,6 @@ class InvokeAiRuntime:
             ) as resp,
         ):
             job, text = await read_json(resp)
-            if resp.status == 409:  # already installed under another name: read it back
-                record = invokeai_graph.find_model(await self._models(), path, model_type)
-                if record is not None:
-                    return record
             if 400 <= resp.status < 500:
                 raise RuntimeRejectedError(
                     f"InvokeAI refused to install {name!r} from {path}: HTTP {resp.status} {text[:300]}"
@@ -174,12 +170,19 @@ class InvokeAiRuntime:
                 raise RuntimeUnavailableError(f"POST models/install: HTTP {resp.status}")
         job = await self._wait_install(int(job["id"]), job)
         record = job.get("config_out")
-        if job.get("status") != "completed" or not isinstance(record, dict):
-            reason = job.get("error_reason") or job.get("error") or job.get("status")
+        if job.get("error_reason") == "DuplicateModelException":
+            # Installed before (under any type): what the model manager made of it decides.
+            record = invokeai_graph.find_model(await self._models(), path)
+        elif job.get("status") != "completed":
+            reason = job.get("error") or job.get("error_reason") or job.get("status")
             raise RuntimeRejectedError(f"InvokeAI could not install {name!r} from {path}: {reason}")
+        if not isinstance(record, dict):
+            raise RuntimeUnavailableError(f"InvokeAI installed {name!r} but has no record of it")
         if model_type is not None and record.get("type") != model_type:
             raise RuntimeRejectedError(
-                f"{name!r} installed as a {record.get('type')!r} model, not {model_type!r}"
+                f"InvokeAI's model manager identifies {name!r} ({path}) as a "
+                f"{record.get('type')!r} model (base {record.get('base')!r}), not {model_type!r}; "
+                "its probe did not recognise the file"
             )
         _log.info("model installed", model=record.get("name"), key=record.get("key"))
         return dict(record)
@@ -250,9 +253,7 @@ class InvokeAiRuntime:
             outcomes = [invokeai_graph.item_outcome(item) for item in items]
             # Images the task's nodes wrote, not images the graph only read (a client's own).
             given = set(invokeai_graph.image_names(body))
-            run.images = tuple(
-                name for o in outcomes for name in o.produced if name not in given
-            )
+            run.images = tuple(name for o in outcomes for name in o.produced if name not in given)
             self._raise_failures(task_id, outcomes)
             names = [name for outcome in outcomes for name in outcome.images]
             if not names:

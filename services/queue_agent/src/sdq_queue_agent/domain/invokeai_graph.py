@@ -477,7 +477,7 @@ def find_model(
     for record in records:
         if model_type is not None and record.get("type") != model_type:
             continue
-        names = {str(record.get("name") or ""), str(record.get("path") or "")}
+        names = {str(record.get(k) or "") for k in ("name", "path", "source")}
         if name in names or wanted in {model_stem(n) for n in names if n}:
             return record
     return None
