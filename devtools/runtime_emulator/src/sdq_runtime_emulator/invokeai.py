@@ -35,6 +35,7 @@ from PIL import Image
 from sdq_runtime_emulator import models, render
 from sdq_runtime_emulator.invokeai_nodes import (
     COMMON,
+    FIELD_KINDS,
     NODE_TYPES,
     REQUIRED,
     Context,
@@ -283,7 +284,12 @@ class InvokeAi:
             assert src_node is not None
             assert dst_node is not None
             spec_src, spec_dst = NODE_TYPES[src_node["type"]], NODE_TYPES[dst_node["type"]]
-            if src["field"] not in spec_src.outputs or dst["field"] not in spec_dst.inputs:
+            kinds = (FIELD_KINDS.get(src["field"]), FIELD_KINDS.get(dst["field"]))
+            if (
+                src["field"] not in spec_src.outputs
+                or dst["field"] not in spec_dst.inputs
+                or kinds[0] != kinds[1]
+            ):
                 return _invalid(
                     ["batch", "graph"],
                     "value_error",

@@ -134,6 +134,24 @@ def _image_name(value: Any) -> str:
 
 
 IMAGE_OUT = frozenset({"image", "width", "height"})
+# The value type of each connectable field (an edge joins fields of one type).
+FIELD_KINDS = {
+    "image": "ImageField",
+    "latents": "LatentsField",
+    "noise": "LatentsField",
+    "conditioning": "ConditioningField",
+    "positive_conditioning": "ConditioningField",
+    "negative_conditioning": "ConditioningField",
+    "unet": "UNetField",
+    "clip": "CLIPField",
+    "vae": "VAEField",
+    "width": "int",
+    "height": "int",
+    "seed": "int",
+    "steps": "int",
+    "radius": "float",
+    "prompt": "str",
+}
 _METADATA = {"metadata": None, "board": None}
 
 NODE_TYPES: dict[str, NodeType] = {
