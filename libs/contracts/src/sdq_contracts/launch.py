@@ -92,8 +92,6 @@ def runtime_launch(
                 # Models are installed in place from the node cache on every start (the root is
                 # per pod): skip hashing multi-GB files, the cache is read-only and keyed by name.
                 ("INVOKEAI_HASHING_ALGORITHM", "random"),
-                # No hub downloads from a private fleet: models come from the node cache only.
-                ("HF_HUB_OFFLINE", "1"),
             ),
         )
     raise ValueError(f"no launch arguments for runtime type {runtime_type!r}")
