@@ -233,8 +233,11 @@ async def test_model_install_by_path_and_its_job(
         record = job["config_out"]
         assert job["status"] == "completed"
         assert (record["name"], record["type"], record["base"]) == ("tiny", "main", "sd-1")
-        async with http.get(f"{models}/") as resp:
+        async with http.get(f"{models}/", params={"model_name": "tiny"}) as resp:
             assert (await resp.json())["models"] == [record]
+        async with http.get(f"{models}/") as resp:
+            listed = {m["name"] for m in (await resp.json())["models"]}
+        assert listed == {"tiny", "v1-5-pruned-emaonly", "sd_xl_base_1.0"}  # + the built-ins
         async with http.post(f"{models}/install", params=install, json={}) as resp:
             again = await resp.json()
         assert (again["status"], again["error_reason"]) == ("error", "DuplicateModelException")

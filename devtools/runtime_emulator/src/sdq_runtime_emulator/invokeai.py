@@ -154,7 +154,12 @@ class InvokeAi:
         self.pending: list[int] = []
         self.wakeup = asyncio.Event()
         self.images: dict[str, StoredImage] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        # Emulator convenience (the real model manager starts empty): the built-in checkpoints
+        # the SD WebUI half also lists are installed, so a static model like
+        # v1-5-pruned-emaonly.safetensors works without a file in the node cache.
+        self.records: dict[str, dict[str, Any]] = {
+            record["key"]: record for record in map(_builtin_record, models.BUILTIN_CHECKPOINTS)
+        }
         self.jobs: dict[int, dict[str, Any]] = {}
         self.next_item = itertools.count(1)
         self.next_job = itertools.count(0)
@@ -634,6 +639,21 @@ class InvokeAi:
         except (ValueError, KeyError):
             return detail(404, f"No install job with id {request.match_info['job_id']}")
         return web.json_response(job)
+
+
+def _builtin_record(name: str) -> dict[str, Any]:
+    path = f"/emulator/builtin/{name}"
+    return {
+        "key": f"builtin-{Path(name).stem}",
+        "hash": f"random:{Path(name).stem}",
+        "path": path,
+        "name": Path(name).stem,
+        "source": path,
+        "source_type": "path",
+        "base": "sdxl" if "xl" in name else "sd-1",
+        "type": "main",
+        "format": "checkpoint",
+    }
 
 
 def _model_files(scan_path: str) -> list[str] | None:
