@@ -410,6 +410,7 @@ class InvokeAi:
         if generation:
             fault = self.state.take_generation_fault()
             self.state.generation_started("invokeai")
+            log.info("invokeai queue item %d started (fault=%s)", item.item_id, fault.value)
         deadline = time.monotonic() + (self.state.knobs.generation_latency_s if generation else 0)
         outcome = "failed"
         try:

@@ -68,7 +68,7 @@ class InvokeAiRuntime:
         *,
         static_model: str | None,
         models_dir: str = "/models",
-        poll_seconds: float = 0.1,
+        poll_seconds: float = 0.05,
         install_seconds: float = INSTALL_SECONDS,
     ) -> None:
         self._session = session
