@@ -247,3 +247,34 @@ async def test_agent_refuses_to_start_without_the_static_model(
     async with running_emulator(models_dir=str(empty)) as emu:
         code = await istack.run_burst("invokeai-static", emu.url, runtime_models_dir=str(empty))
     assert code == 1
+
+
+async def test_runtime_restart_forgetting_an_installed_model_is_transient(
+    emu: RunningEmulator, models_dir: Path
+) -> None:
+    """The adapter alone against the emulator: the model manager loses the model it installed
+    (InvokeAI restarted with a fresh root); that attempt is retried, the next re-installs."""
+    import aiohttp
+
+    from sdq_contracts.messages import TaskMessage
+    from sdq_queue_agent.adapters.invokeai import InvokeAiRuntime
+    from sdq_queue_agent.errors import TransientTaskError
+
+    task_msg = TaskMessage.model_validate(
+        {"id": "r1", "runtime": "invokeai-static", "tasktype": "text-to-image", "content": {}}
+    )
+    async with aiohttp.ClientSession() as session:
+        runtime = InvokeAiRuntime(
+            session, emu.url, static_model=STATIC_MODEL, models_dir=str(models_dir)
+        )
+        await runtime.startup_check()
+        invokeai = _invokeai(emu)
+        installed = [k for k in invokeai.records if not k.startswith("builtin-")]
+        assert len(installed) == 1
+        del invokeai.records[installed[0]]  # the "restart"
+        request = runtime.prepare(task_msg, {"prompt": "x", "width": 16, "height": 16})
+        with pytest.raises(TransientTaskError, match="no longer has model key"):
+            await runtime.run(request)
+        result = await runtime.run(request)
+    assert len(result.files) == 1
+    assert len([k for k in invokeai.records if not k.startswith("builtin-")]) == 1

@@ -346,9 +346,20 @@ class InvokeAiRuntime:
         return payload
 
     def _raise_failures(self, task_id: str, outcomes: list[invokeai_graph.ItemOutcome]) -> None:
+        known_keys = {str(ident.get("key")) for ident in self._known.values()}
         for outcome in outcomes:
-            if outcome.status == "failed":
-                raise invokeai_graph.failure(outcome)
+            if outcome.status != "failed":
+                continue
+            message = outcome.error_message or ""
+            if message.startswith("Unknown model ") and message[14:].strip() in known_keys:
+                # A key this agent installed is gone: InvokeAI restarted with an empty model
+                # manager. Forget what was installed; the retry installs it again.
+                self._known.clear()
+                raise TransientTaskError(
+                    f"InvokeAI no longer has model key {message[14:].strip()} (restarted?); "
+                    "it is installed again on the next attempt"
+                )
+            raise invokeai_graph.failure(outcome)
         if any(o.status == "canceled" for o in outcomes):
             if task_id in self._interrupted:
                 raise TransientTaskError("InvokeAI queue items were canceled by the agent")
