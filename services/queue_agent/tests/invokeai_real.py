@@ -46,7 +46,7 @@ def build_entry() -> Path:
     entry = cache_root() / f"invokeai-{v['INVOKEAI_VERSION']}-torch{v['TORCH_VERSION']}-py311"
     if (entry / ".ready").is_file():
         return entry
-    if not (os.environ.get("CI") or os.environ.get("SDQ_RUNTIME_SOURCES")):
+    if not required():
         pytest.skip(
             f"the real InvokeAI is not built ({entry}); run scripts/runtimes/build.sh invokeai"
         )
@@ -60,6 +60,21 @@ def build_entry() -> Path:
     if done.returncode != 0 or not (built / ".ready").is_file():
         pytest.fail(f"building the real InvokeAI failed (build.sh exit {done.returncode})")
     return built
+
+
+def tiny_checkpoint() -> Path | None:
+    """The random-weight SD1.5 test checkpoint the conformance suite generates into the cache
+    (``tiny-sd15-random-v<N>.safetensors``, newest version), if there is one."""
+    found = sorted(
+        (cache_root() / "models").glob("tiny-sd15-random-v*.safetensors"),
+        key=lambda p: int(p.stem.rsplit("-v", 1)[1]) if p.stem.rsplit("-v", 1)[1].isdigit() else 0,
+    )
+    return found[-1] if found else None
+
+
+def required() -> bool:
+    """CI (or a machine with the pinned sources) expects the real runtime: missing is an error."""
+    return bool(os.environ.get("CI") or os.environ.get("SDQ_RUNTIME_SOURCES"))
 
 
 def free_port() -> int:
