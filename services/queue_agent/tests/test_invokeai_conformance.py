@@ -8,7 +8,8 @@ checkpoint as a main model. Installed by path it becomes base/type/format ``unkn
 a block the one-level tiny UNet does not have ("unable to determine base type from state
 dict"); the check cannot be overridden by the install's config. So text-to-image and
 image-to-image with that checkpoint end as a permanent failure naming the refusal (asserted
-below), and the generating cases use weight-free graphs (blank image, resize, blur).
+below), the generating cases use weight-free graphs (blank image, resize, blur), and the
+translated graphs are checked against InvokeAI's own validation up to the model loader.
 """
 
 from __future__ import annotations
@@ -243,3 +244,98 @@ async def test_tiny_checkpoint_is_refused_by_the_model_manager(
         assert "as a 'unknown' model" in error["message"]
     # A runtime configured with that static model refuses to start (nothing it could run).
     assert await _burst(istack, real, runtime="invokeai-static") == 1
+
+
+def _request(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.mark.parametrize("tasktype", ["text-to-image", "image-to-image"])
+async def test_translated_graphs_pass_invokeais_own_validation(
+    real: RealInvokeAi, tasktype: str
+) -> None:
+    """The graphs sdq builds from SD WebUI-style content are valid InvokeAI graphs: enqueue
+    accepts them (a wrong node type, field or edge is a 422) and they run up to the model
+    loader, which fails only because the model key is not installed (no usable weights here)."""
+    from sdq_contracts.requests import TaskType
+    from sdq_queue_agent.domain import invokeai_graph
+
+    content: dict[str, Any] = {
+        "prompt": "a fox",
+        "negative_prompt": "blurry",
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "sampler_name": "DPM++ 2M Karras",
+        "batch_size": 2,
+    }
+    if tasktype == "image-to-image":
+        content |= {"init_images": [data_uri(png())], "denoising_strength": 0.5}
+    request = invokeai_graph.translate("conf-1", TaskType(tasktype), content, "m.safetensors")
+    body = request.body
+    nodes = body["batch"]["graph"]["nodes"]
+    fake = {
+        "key": "sdq-not-installed",
+        "hash": "random:0",
+        "name": "m",
+        "base": "sd-1",
+        "type": "main",
+    }
+    nodes[invokeai_graph.MODEL_NODE]["model"] = fake
+    if request.inputs:
+        boundary = "sdqboundary"
+        form = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + png()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        status, dto = await asyncio.to_thread(
+            _request,
+            "POST",
+            f"{real.url}/api/v1/images/upload?image_category=user&is_intermediate=true",
+            form,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert status == 201, dto
+        nodes[invokeai_graph.INIT_NODE]["image"] = {"image_name": dto["image_name"]}
+    status, answer = await asyncio.to_thread(
+        _request,
+        "POST",
+        f"{real.url}/api/v1/queue/default/enqueue_batch",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200, answer
+    assert len(answer["item_ids"]) == 2  # one queue item per image, seeds from batch data
+
+    async def finished() -> bool:
+        for item_id in answer["item_ids"]:
+            _, item = await asyncio.to_thread(
+                _request, "GET", f"{real.url}/api/v1/queue/default/i/{item_id}"
+            )
+            if item["status"] not in ("completed", "failed", "canceled"):
+                return False
+        return True
+
+    await wait_for(finished, timeout=120, interval=0.2)
+    for item_id in answer["item_ids"]:
+        _, item = await asyncio.to_thread(
+            _request, "GET", f"{real.url}/api/v1/queue/default/i/{item_id}"
+        )
+        assert (item["status"], item.get("error_type")) == ("failed", "Exception"), {
+            k: item.get(k) for k in ("status", "error_type", "error_message", "item_id")
+        }
+        assert item["error_message"] == "Unknown model sdq-not-installed"
+        # The seeds went in as batch data, one per item.
+        [value] = item["field_values"]
+        assert (value["node_path"], value["field_name"]) == (invokeai_graph.NOISE_NODE, "seed")
