@@ -72,6 +72,38 @@ def tiny_checkpoint() -> Path | None:
     return found[-1] if found else None
 
 
+TINY_DIFFUSERS = "tiny-sd15-diffusers"
+TINY_DIFFUSERS_VERSION = "1"
+
+
+def tiny_diffusers_model(entry: Path) -> Path | None:
+    """The tiny SD1.5 diffusers pipeline InvokeAI accepts (generated once into the cache with
+    InvokeAI's venv from the local CLIP tokenizer cache); None without that tokenizer cache."""
+    out = cache_root() / "models" / f"{TINY_DIFFUSERS}-v{TINY_DIFFUSERS_VERSION}"
+    if (out / ".ready").is_file():
+        return out
+    tokenizers = sorted(
+        (cache_root() / "hf-clip-vit-large-patch14/hf/hub").glob(
+            "models--openai--clip-vit-large-patch14/snapshots/*"
+        )
+    )
+    if not tokenizers:
+        return None
+    subprocess.run(
+        [
+            str(entry / "venv/bin/python"),
+            str(RUNTIME_SIDE / "make_tiny_diffusers.py"),
+            str(out),
+            str(tokenizers[-1]),
+        ],
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+        cwd=RUNTIME_SIDE,
+    )
+    (out / ".ready").touch()
+    return out
+
+
 def required() -> bool:
     """CI (or a machine with the pinned sources) expects the real runtime: missing is an error."""
     return bool(os.environ.get("CI") or os.environ.get("SDQ_RUNTIME_SOURCES"))
@@ -109,7 +141,14 @@ class RealInvokeAi:
             str(RUNTIME_SIDE / "run_invokeai.py"),
             *launch.args,
         ]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **dict(launch.env)}
+        # Offline: nothing may come from a hub (the models bring their own tokenizer files).
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            **dict(launch.env),
+        }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(

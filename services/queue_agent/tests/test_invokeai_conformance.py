@@ -8,8 +8,9 @@ checkpoint as a main model. Installed by path it becomes base/type/format ``unkn
 a block the one-level tiny UNet does not have ("unable to determine base type from state
 dict"); the check cannot be overridden by the install's config. So text-to-image and
 image-to-image with that checkpoint end as a permanent failure naming the refusal (asserted
-below), the generating cases use weight-free graphs (blank image, resize, blur), and the
-translated graphs are checked against InvokeAI's own validation up to the model loader.
+below). Model-based generation is tested with a tiny random-weight SD1.5 pipeline in diffusers
+format instead (runtime_side/make_tiny_diffusers.py), which the model manager accepts as
+``sd-1``/``main``; the other generating cases use weight-free graphs (blank image, resize, blur).
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from invokeai_cases import (
     wait_for,
     weight_free_graph,
 )
-from invokeai_real import RealInvokeAi, build_entry, required, tiny_checkpoint
+from invokeai_real import (
+    TINY_DIFFUSERS,
+    RealInvokeAi,
+    build_entry,
+    required,
+    tiny_checkpoint,
+    tiny_diffusers_model,
+)
 from PIL import Image
 from test_sdwebui_integration import _ImageServer
 
@@ -53,6 +61,9 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealInvokeAi]:
     checkpoint = tiny_checkpoint()
     if checkpoint is not None:
         (models / "Stable-diffusion" / STATIC_MODEL).symlink_to(checkpoint)
+    diffusers_model = tiny_diffusers_model(entry)
+    if diffusers_model is not None:
+        (models / "Stable-diffusion" / TINY_DIFFUSERS).symlink_to(diffusers_model)
     runtime = RealInvokeAi(entry, base / "root", models, base / "invokeai.log")
     runtime.start()
     try:
@@ -339,3 +350,49 @@ async def test_translated_graphs_pass_invokeais_own_validation(
         # The seeds went in as batch data, one per item.
         [value] = item["field_values"]
         assert (value["node_path"], value["field_name"]) == (invokeai_graph.NOISE_NODE, "seed")
+
+
+async def test_text_and_image_to_image_with_a_tiny_diffusers_model(
+    istack: Stack, real: RealInvokeAi
+) -> None:
+    """Model-based generation for real: a tiny random-weight SD1.5 pipeline in diffusers format,
+    which InvokeAI's model manager does accept, installed by path from the node cache."""
+    if not (real.models_dir / "Stable-diffusion" / TINY_DIFFUSERS).exists():
+        message = "no CLIP tokenizer cache to build the tiny diffusers model from"
+        if required():
+            pytest.fail(message)
+        pytest.skip(message)
+    model = {"sd_model_checkpoint": TINY_DIFFUSERS}
+    common = {"prompt": "a red fox", "steps": 2, "seed": 3, "override_settings": model}
+    istack.submit(
+        task(
+            "real-t2i",
+            runtime="invokeai",
+            content=common | {"width": 64, "height": 48, "batch_size": 2},
+        )
+    )
+    istack.submit(
+        task(
+            "real-i2i",
+            runtime="invokeai",
+            tasktype="image-to-image",
+            content=common
+            | {
+                "init_images": [data_uri(png(32, 32))],
+                "width": 64,
+                "height": 64,
+                "denoising_strength": 0.6,
+            },
+        )
+    )
+    assert await _burst(istack, real) == 0
+    notes = {n["id"]: n for n in istack.notifications(2)}
+    assert {n["status"] for n in notes.values()} == {"completed"}, notes
+    t2i = istack.objects("itest/real-t2i/")
+    sizes = [Image.open(io.BytesIO(t2i[image_key("itest", "real-t2i", n)])).size for n in (1, 2)]
+    assert sizes == [(64, 48), (64, 48)]
+    i2i = istack.objects("itest/real-i2i/")[image_key("itest", "real-i2i", 1)]
+    assert Image.open(io.BytesIO(i2i)).size == (64, 64)
+    out = json.loads(istack.objects("itest/real-i2i/")[response_key("itest", "real-i2i")])
+    [item] = out["items"]
+    assert _get(f"{real.url}/api/v1/images/i/{item['images'][0]}/full")[0] == 404  # cleaned up
