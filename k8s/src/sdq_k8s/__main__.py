@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--out", type=Path, help="overlay dir (default k8s/overlays/<env>)")
     render.add_argument("--node-sync-script", type=Path, default=NODE_SYNC_SCRIPT)
-    render.add_argument("--ami-alias", default=Knobs.ami_alias, help="e.g. al2023@v20250715")
+    render.add_argument(
+        "--ami-alias", default=Knobs.ami_alias, help="pinned AL2023 AMI release, al2023@vYYYYMMDD"
+    )
     check = sub.add_parser("check", help="kubectl kustomize an overlay and validate every object")
     check.add_argument("--config", type=Path, default=Path("config.yaml"))
     check.add_argument("--env", default="dev")
