@@ -192,6 +192,27 @@ def check_compatibility(kubernetes_version: str) -> None:
             )
 
 
+def helm_settings(release: Release, t: Target) -> dict[str, str]:
+    """The `--set-string` values of a release for this cluster."""
+    if release is KARPENTER:
+        return {
+            "settings.clusterName": t.cluster_name,
+            "settings.interruptionQueue": t.interruption_queue,
+            # EKS Pod Identity binds the controller role to exactly this account.
+            "serviceAccount.name": naming.KARPENTER_SERVICE_ACCOUNT,
+            # The chart's replicas need distinct system nodes (required anti-affinity).
+            "replicas": str(min(2, t.system_node_count)),
+            "controller.resources.requests.cpu": "1",
+            "controller.resources.requests.memory": "1Gi",
+            "controller.resources.limits.cpu": "1",
+            "controller.resources.limits.memory": "1Gi",
+        }
+    if release is KEDA:
+        # EKS Pod Identity binds the KEDA operator role to exactly this account.
+        return {"serviceAccount.operator.name": naming.KEDA_SERVICE_ACCOUNT}
+    return {}
+
+
 @dataclass
 class Platform:
     target: Target
@@ -241,23 +262,7 @@ class Platform:
         return argv
 
     def helm_values(self, release: Release) -> dict[str, str]:
-        t = self.target
-        if release is KARPENTER:
-            return {
-                "settings.clusterName": t.cluster_name,
-                "settings.interruptionQueue": t.interruption_queue,
-                # EKS Pod Identity binds the controller role to exactly this account.
-                "serviceAccount.name": naming.KARPENTER_SERVICE_ACCOUNT,
-                # The chart's replicas need distinct system nodes (required anti-affinity).
-                "replicas": str(min(2, t.system_node_count)),
-                "controller.resources.requests.cpu": "1",
-                "controller.resources.requests.memory": "1Gi",
-                "controller.resources.limits.cpu": "1",
-                "controller.resources.limits.memory": "1Gi",
-            }
-        if release is KEDA:
-            return {"serviceAccount.operator.name": naming.KEDA_SERVICE_ACCOUNT}
-        return {}
+        return helm_settings(release, self.target)
 
     # -- steps ------------------------------------------------------------------------------
     def write_kubeconfig(self) -> None:
