@@ -39,7 +39,9 @@ apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, rend
 
 destroy: setup ## drain Karpenter's nodes, then destroy the stacks in reverse order (needs CONFIRM=yes; keeps `state`)
 	@# Karpenter's instances are not in Terraform's state: end them while the cluster still runs.
-	@if [ "$(CONFIRM)" = yes ] && [ -z "$(SDQ_TF_ENDPOINT)" ] && [ -f $(OUTPUTS)/cluster.json ] && \
+	@# SKIP_DRAIN=yes when the cluster is already gone or unreachable (then check EC2 yourself).
+	@if [ "$(CONFIRM)" = yes ] && [ "$(SKIP_DRAIN)" != yes ] && [ -z "$(SDQ_TF_ENDPOINT)" ] && \
+	   [ -f $(OUTPUTS)/cluster.json ] && \
 	   { [ -z "$(STACKS)" ] || [ -n "$(filter cluster network,$(STACKS))" ]; }; then \
 	  $(MAKE) --no-print-directory k8s-drain OUTPUTS=$(OUTPUTS); \
 	fi

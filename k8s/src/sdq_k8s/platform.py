@@ -287,6 +287,7 @@ class Platform:
             ),
             "writing the kubeconfig",
         )
+        t.kubeconfig.chmod(0o600)
 
     def ensure_spot_role(self) -> None:
         found = self.run(["aws", "iam", "get-role", "--role-name", SPOT_ROLE_NAME], self.env)
