@@ -24,7 +24,7 @@ synth: setup ## synthesize every Terraform stack (build/cdktf.out/stacks/<stack>
 plan: lambda-zips ## terraform init + plan every stack in order (STACKS="a b" to pick)
 	@$(INFRA) plan $(if $(STACKS),--stacks $(STACKS))
 
-apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, render + validate the k8s overlay (AGENT_VERSION=v, K8S_APPLY=yes)
+apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, render + validate the k8s overlay (AGENT_VERSION=v); K8S_APPLY=yes: + make platform
 	@$(INFRA) apply $(if $(STACKS),--stacks $(STACKS)) $(if $(AGENT_VERSION),--agent-version $(AGENT_VERSION))
 	@if [ -n "$(SDQ_TF_ENDPOINT)" ]; then \
 	  echo "emulator mode: no k8s overlay"; \
