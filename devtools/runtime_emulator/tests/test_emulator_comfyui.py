@@ -474,9 +474,15 @@ async def test_unknown_node_class_is_refused_with_the_node_id(emulator, http):
 
 async def test_upscale_model_without_models_fails_validation(emulator, http):
     graph = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
         "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
-        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+        "3": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "u"}},
     }
     status, answer = await post_prompt(http, emulator.url, graph)
@@ -489,9 +495,15 @@ async def test_upscale_model_from_the_models_dir(tmp_path, http):
     (tmp_path / "upscale_models").mkdir()
     (tmp_path / "upscale_models" / "2x-Tiny.pth").write_bytes(b"weights")
     graph = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 4, "batch_size": 1, "color": 0}},
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 4, "batch_size": 1, "color": 0},
+        },
         "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "2x-Tiny.pth"}},
-        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+        "3": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "u"}},
     }
     async with running_emulator(models_dir=str(tmp_path)) as emulator:

@@ -389,7 +389,11 @@ async def test_batch_images_need_a_name(emulator, http, helpers):
         assert response.status == 422
         detail = (await response.json())["detail"]
     assert detail == [
-        {"loc": ["body", "imageList", 1, "name"], "msg": "field required", "type": "value_error.missing"}
+        {
+            "loc": ["body", "imageList", 1, "name"],
+            "msg": "field required",
+            "type": "value_error.missing",
+        }
     ]
 
 
@@ -400,6 +404,8 @@ async def test_unknown_upscaler_and_bad_image_are_500_with_the_error_body(emulat
         error = await response.json()
     assert error["error"] == "AssertionError"
     assert error["errors"] == "could not find upscaler named 4x-Nope"
-    async with http.post(f"{emulator.url}{SD}/extra-single-image", json={"image": "%%%"}) as response:
+    async with http.post(
+        f"{emulator.url}{SD}/extra-single-image", json={"image": "%%%"}
+    ) as response:
         assert response.status == 500
         assert (await response.json())["detail"] == "Invalid encoded image"

@@ -86,6 +86,8 @@ def test_notification_output_url_is_the_out_object_and_keeps_the_folder():
     wire = json.loads(note.model_dump_json())
     assert wire["output_url"].endswith(".out")
     assert ResultNotification.model_validate(wire) == note
+    with pytest.raises(ValidationError, match="output_url"):
+        ResultNotification(id="t1", runtime="sd", result=False, status=TaskState.FAILED)
 
 
 def test_status_record_survives_dynamodb_types():

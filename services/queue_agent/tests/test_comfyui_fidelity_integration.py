@@ -51,7 +51,11 @@ async def test_a_workflow_with_one_invalid_output_fails_and_names_it(stack: Stac
         requests = dict(emu.state.stats.requests)
     [note] = stack.notifications(1)
     error = note["error"]
-    assert (note["status"], error["code"], error["permanent"]) == ("failed", "runtime_rejected", True)
+    assert (note["status"], error["code"], error["permanent"]) == (
+        "failed",
+        "runtime_rejected",
+        True,
+    )
     assert "outputs '13' failed validation" in error["message"]
     assert "node 12 (ImageScaleBy): Value not in list" in error["message"]
     # The accepted rest was stopped (v0.8.0 has no jobs cancel route: interrupt + queue delete).
@@ -93,9 +97,7 @@ async def test_newer_comfyui_uuid_prompt_ids_and_jobs_routes(stack: Stack) -> No
     assert "GET /history/{prompt_id}" not in requests
 
 
-async def test_a_tasks_files_leave_the_comfyui_disk_once_read(
-    stack: Stack, tmp_path: Path
-) -> None:
+async def test_a_tasks_files_leave_the_comfyui_disk_once_read(stack: Stack, tmp_path: Path) -> None:
     """v0.8.0 has no delete route: the agent removes them in the shared ComfyUI directory."""
     data = tmp_path / "comfy"
     graph = workflows.load_invert_save(_png_b64(), filename_prefix="inv")

@@ -91,7 +91,9 @@ async def test_the_guides_alwayson_model_switch_becomes_the_model_override(
         assert await stack.run_burst(runtime, emu.url) == 0
     [note] = stack.notifications(1)
     assert note["status"] == "completed", note
-    info = json.loads(json.loads(stack.objects("itest/guide/")[response_key("itest", "guide")])["info"])
+    info = json.loads(
+        json.loads(stack.objects("itest/guide/")[response_key("itest", "guide")])["info"]
+    )
     assert info["sd_model_name"] == model.removesuffix(".safetensors")
 
 
@@ -116,7 +118,10 @@ async def test_unknown_alwayson_script_is_a_permanent_failure_naming_it(stack: S
 
 async def test_batch_images_without_names_get_names(stack: Stack) -> None:
     image = _png_b64()
-    content = {"imageList": [{"data": image}, {"data": image, "name": "mine"}], "upscaling_resize": 2}
+    content = {
+        "imageList": [{"data": image}, {"data": image, "name": "mine"}],
+        "upscaling_resize": 2,
+    }
     stack.submit(task("batch", tasktype="extra-batch-images", content=content))
     async with running_emulator() as emu:
         assert await stack.run_burst("sdruntime", emu.url) == 0

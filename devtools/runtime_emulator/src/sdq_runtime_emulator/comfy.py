@@ -611,15 +611,15 @@ class ComfyUi:
         if prompt_id in self.history:
             entry = self.history[prompt_id]
             status = entry["status"]
-            error = next(
-                (m[1] for m in status["messages"] if m[0] == "execution_error"), None
-            )
+            error = next((m[1] for m in status["messages"] if m[0] == "execution_error"), None)
             ends = [
                 m[1].get("timestamp")
                 for m in status["messages"]
                 if m[0] in ("execution_success", "execution_error", "execution_interrupted")
             ]
-            starts = [m[1].get("timestamp") for m in status["messages"] if m[0] == "execution_start"]
+            starts = [
+                m[1].get("timestamp") for m in status["messages"] if m[0] == "execution_start"
+            ]
             item = entry["prompt"]
             job: dict[str, Any] = {
                 "id": prompt_id,
@@ -630,7 +630,9 @@ class ComfyUi:
                 "execution_end_time": ends[-1] if ends else None,
                 "execution_error": error,
                 "outputs_count": sum(
-                    len(v) for out in entry["outputs"].values() for v in out.values()
+                    len(v)
+                    for out in entry["outputs"].values()
+                    for v in out.values()
                     if isinstance(v, list)
                 ),
             }
@@ -669,9 +671,7 @@ class ComfyUi:
                 return web.json_response({"error": "limit must be an integer"}, status=400)
             limit = int(query["limit"])
             if limit <= 0:
-                return web.json_response(
-                    {"error": "limit must be a positive integer"}, status=400
-                )
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
         jobs = [job for one in ids if (job := self._job_of(one, full=False)) is not None]
         page = jobs[offset : offset + limit if limit is not None else None]
         return web.json_response(

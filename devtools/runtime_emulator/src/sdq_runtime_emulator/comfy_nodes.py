@@ -211,7 +211,10 @@ def _image_scale_by(ctx: RunContext, inputs: dict[str, Any]) -> Result:
         [
             render.Picture(
                 one.image.resize(
-                    (max(1, round(one.image.width * factor)), max(1, round(one.image.height * factor))),
+                    (
+                        max(1, round(one.image.width * factor)),
+                        max(1, round(one.image.height * factor)),
+                    ),
                     method,
                 )
             )

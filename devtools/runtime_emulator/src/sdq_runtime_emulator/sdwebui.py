@@ -585,7 +585,10 @@ class SdWebUi:
 
     async def scripts(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {tab: [*SELECTABLE_SCRIPTS[tab], *ALWAYSON_SCRIPTS[tab]] for tab in ("txt2img", "img2img")}
+            {
+                tab: [*SELECTABLE_SCRIPTS[tab], *ALWAYSON_SCRIPTS[tab]]
+                for tab in ("txt2img", "img2img")
+            }
         )
 
 

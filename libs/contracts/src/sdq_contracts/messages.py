@@ -97,7 +97,7 @@ class ResultNotification(BaseModel):
     image_url: list[str] = Field(default_factory=list)
     # The task's ``.out`` object (the runtime's full answer, images elided), as the seed guide
     # says; it exists once the task completed. Derived from ``output_location`` when not given.
-    output_url: str
+    output_url: str = ""
     # The folder of the task's outputs: ``s3://{bucket}/{prefix}/{id}``.
     output_location: str | None = None
     context: Any = None
@@ -118,6 +118,12 @@ class ResultNotification(BaseModel):
             folder, task_id = data["output_location"].rstrip("/"), data["id"]
             data = {**data, "output_url": f"{folder}/{task_id}-{task_suffix(task_id)}.out"}
         return data
+
+    @model_validator(mode="after")
+    def _has_output_url(self) -> Self:
+        if not self.output_url:
+            raise ValueError("output_url (or output_location to derive it from) is required")
+        return self
 
 
 class StatusRecord(BaseModel):

@@ -131,7 +131,9 @@ class ComfyUiRuntime:
         """
         if self._data_dir is None or not _SAFE_ID.match(task_id):
             return
-        folders = [self._data_dir / kind / UPLOAD_SUBFOLDER / task_id for kind in ("input", "output")]
+        folders = [
+            self._data_dir / kind / UPLOAD_SUBFOLDER / task_id for kind in ("input", "output")
+        ]
 
         def remove() -> int:
             removed = 0
@@ -144,7 +146,9 @@ class ComfyUiRuntime:
         try:
             removed = await asyncio.to_thread(remove)
         except OSError as exc:
-            _log.warning("could not remove the task's ComfyUI files", task_id=task_id, error=str(exc))
+            _log.warning(
+                "could not remove the task's ComfyUI files", task_id=task_id, error=str(exc)
+            )
             return
         _log.debug("removed the task's ComfyUI files", task_id=task_id, folders=removed)
 
@@ -222,7 +226,9 @@ class ComfyUiRuntime:
                 ) as resp,
             ):
                 payload, _ = await read_json(resp)
-                self._jobs_api = resp.status == 200 and isinstance(payload, dict) and "jobs" in payload
+                self._jobs_api = (
+                    resp.status == 200 and isinstance(payload, dict) and "jobs" in payload
+                )
             _log.info("ComfyUI jobs API", available=self._jobs_api)
         return self._jobs_api
 

@@ -187,7 +187,9 @@ class SdWebUiRuntime:
         files, elided = sdwebui_body.read_response(request.tasktype, payload)
         return RuntimeResult(files=tuple(files), response=elided)
 
-    async def _raise_server_error(self, endpoint: str, status: int, payload: Any, text: str) -> None:
+    async def _raise_server_error(
+        self, endpoint: str, status: int, payload: Any, text: str
+    ) -> None:
         """A broken request (permanent) or a sick runtime (transient)?
 
         SD WebUI answers 500 for request errors that no retry fixes. Such an answer is its own
