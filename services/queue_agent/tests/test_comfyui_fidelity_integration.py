@@ -116,3 +116,25 @@ async def test_a_tasks_files_leave_the_comfyui_disk_once_read(stack: Stack, tmp_
         assert not (data / kind / "sdq" / "clean").exists()
         assert not (data / kind / "sdq" / "keep-other").exists()
     assert (data / "output" / "sdq" / "someone-else" / "x.png").read_bytes() == b"not ours"
+
+
+async def test_a_task_run_again_after_its_files_were_removed_gets_new_files(
+    tmp_path: Path,
+) -> None:
+    """ComfyUI serves unchanged nodes from its cache; a retry must not be handed the previous
+    run's (removed) files."""
+    from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
+    from sdq_queue_agent.adapters.runtime_http import runtime_session
+
+    graph = workflows.txt2img("x", width=64, height=64, steps=1)
+    message = task("again", runtime="comfyui", tasktype="pipeline", content=graph)
+    async with running_emulator(data_dir=tmp_path) as emu, runtime_session() as session:
+        runtime = ComfyUiRuntime(session, emu.url, data_dir=tmp_path)
+        request = runtime.prepare(message, graph)
+        first = await runtime.run(request)
+        second = await runtime.run(request)
+        sampled = emu.state.stats.comfyui.generations_started
+    assert len(first.files) == len(second.files) == 1
+    assert second.files[0].data.startswith(b"\x89PNG")
+    assert sampled == 2  # the save node ran again (the sampler may come from the cache)
+    assert not (tmp_path / "output" / "sdq" / "again").exists()

@@ -165,7 +165,8 @@ class ComfyUiRuntime:
         return await self._history(prompt_id, finished=finished)
 
     async def _submit(self, request: RuntimeRequest, prompt_id: str) -> None:
-        body = {"prompt": request.body, "client_id": self.client_id, "prompt_id": prompt_id}
+        graph = comfyui_graph.for_run(request.body, request.task_id, prompt_id.split("-", 1)[0])
+        body = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         async with (
             unavailable_on_network_error("POST prompt"),
             self._session.post(f"{self._base}/prompt", json=body, timeout=SHORT) as resp,

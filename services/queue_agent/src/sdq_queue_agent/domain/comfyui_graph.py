@@ -43,13 +43,27 @@ def shape(task: TaskMessage, content: dict[str, Any]) -> RuntimeRequest:
     )
 
 
-def rewrite_prefixes(graph: dict[str, Any], task_id: str) -> None:
-    """Point every ``filename_prefix`` into ``sdq/<task id>/`` so outputs of tasks never mix."""
+def rewrite_prefixes(graph: dict[str, Any], task_id: str, run: str | None = None) -> None:
+    """Point every ``filename_prefix`` into ``sdq/<task id>/`` (``sdq/<task id>/<run>/`` for one
+    run) so outputs of tasks never mix."""
+    folder = f"{OUTPUT_ROOT}/{task_id}/{run}" if run else f"{OUTPUT_ROOT}/{task_id}"
     for node in graph.values():
         inputs = node.get("inputs")
         if isinstance(inputs, dict) and isinstance(inputs.get("filename_prefix"), str):
             base = inputs["filename_prefix"].replace("\\", "/").rsplit("/", 1)[-1] or "ComfyUI"
-            inputs["filename_prefix"] = f"{OUTPUT_ROOT}/{task_id}/{base}"
+            inputs["filename_prefix"] = f"{folder}/{base}"
+
+
+def for_run(graph: dict[str, Any], task_id: str, run: str) -> dict[str, Any]:
+    """The graph with its save nodes writing into a folder of this run.
+
+    ComfyUI serves an unchanged node from its cache: a task run again (a retry) would get the
+    previous run's file names back, files the agent has removed by then. A new prefix makes
+    the save nodes run again (upstream nodes still come from the cache).
+    """
+    out = copy.deepcopy(graph)
+    rewrite_prefixes(out, task_id, run)
+    return out
 
 
 def history_outputs(entry: dict[str, Any]) -> list[OutputRef]:
