@@ -125,6 +125,9 @@ async def test_a_task_run_again_after_its_files_were_removed_gets_new_files(
     run's (removed) files."""
     from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
     from sdq_queue_agent.adapters.runtime_http import runtime_session
+    from sdq_queue_agent.logs import configure_logging
+
+    configure_logging("INFO")  # to this test's stdout (an earlier test's may be closed)
 
     graph = workflows.txt2img("x", width=64, height=64, steps=1)
     message = task("again", runtime="comfyui", tasktype="pipeline", content=graph)

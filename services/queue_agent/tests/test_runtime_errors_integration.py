@@ -16,6 +16,7 @@ from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.runtime_http import runtime_session
 from sdq_queue_agent.adapters.sdwebui import SdWebUiRuntime
 from sdq_queue_agent.errors import RuntimeRejectedError, RuntimeUnavailableError
+from sdq_queue_agent.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,7 @@ async def _serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    configure_logging("INFO")  # to this test's stdout (an earlier test's may be closed)
     async with runtime_session() as s:
         yield s
 
