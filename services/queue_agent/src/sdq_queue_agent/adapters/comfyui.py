@@ -182,8 +182,12 @@ class ComfyUiRuntime:
         if dropped:
             # ComfyUI accepted the prompt but will run only its valid outputs: the task asked
             # for all of them, so it fails (permanently) and the accepted rest is stopped.
-            await self._cancel_prompt(prompt_id)
-            raise RuntimeRejectedError(comfyui_graph.prompt_error(payload, partial=True))
+            error = RuntimeRejectedError(comfyui_graph.prompt_error(payload, partial=True))
+            try:
+                await self._cancel_prompt(prompt_id)
+            except RuntimeUnavailableError as exc:
+                _log.warning("could not cancel a partly valid prompt", error=exc.message)
+            raise error
 
     async def _wait_terminal(self, ws: aiohttp.ClientWebSocketResponse, prompt_id: str) -> bool:
         """True on a terminal event for our prompt; False when the socket closed first.
