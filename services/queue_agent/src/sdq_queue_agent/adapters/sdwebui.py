@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import structlog
@@ -189,7 +189,7 @@ class SdWebUiRuntime:
 
     async def _raise_server_error(
         self, endpoint: str, status: int, payload: Any, text: str
-    ) -> None:
+    ) -> NoReturn:
         """A broken request (permanent) or a sick runtime (transient)?
 
         SD WebUI answers 500 for request errors that no retry fixes. Such an answer is its own
