@@ -71,8 +71,9 @@ SAMPLERS = (
     "UniPC",
     "LCM",
 )
-# Scripts of a stock v1.10.1 (GET /sdapi/v1/scripts: lower-case titles); the always-on ones
-# may be named in ``alwayson_scripts``, the selectable ones only in ``script_name``.
+# Scripts of a stock v1.10.1 in API-only mode, as its GET /sdapi/v1/scripts lists them (titles
+# lower-cased except Hypertile's); the always-on ones may be named in ``alwayson_scripts``, the
+# selectable ones only in ``script_name``.
 SELECTABLE_SCRIPTS = {
     "txt2img": ("prompt matrix", "prompts from file or textbox", "x/y/z plot"),
     "img2img": (
@@ -87,16 +88,8 @@ SELECTABLE_SCRIPTS = {
     ),
 }
 ALWAYSON_SCRIPTS = {
-    "txt2img": ("comments", "extra options", "hypertile", "refiner", "sampler", "seed"),
-    "img2img": (
-        "comments",
-        "extra options",
-        "hypertile",
-        "refiner",
-        "sampler",
-        "seed",
-        "soft inpainting",
-    ),
+    "txt2img": ("extra options", "Hypertile", "refiner", "sampler", "seed"),
+    "img2img": ("extra options", "Hypertile", "soft inpainting", "refiner", "sampler", "seed"),
 }
 
 
@@ -109,7 +102,8 @@ class SdError(Exception):
 
     @classmethod
     def http(cls, status: int, detail: str) -> SdError:
-        return cls(status, "HTTPException", f"{status}: {detail}", detail)
+        # v1.10.1's stack renders an HTTPException as "" in ``errors``; ``detail`` has the text.
+        return cls(status, "HTTPException", "", detail)
 
     def response(self) -> web.Response:
         return sd_error_response(self.status, self.error, self.message, self.detail)
@@ -244,7 +238,7 @@ class SdWebUi:
                 raise SdError.http(
                     422, "Cannot have a selectable script in the always on scripts params"
                 )
-            if lowered not in ALWAYSON_SCRIPTS[tab]:
+            if lowered not in {known.lower() for known in ALWAYSON_SCRIPTS[tab]}:
                 raise SdError.http(422, f"Script '{name}' not found")
 
     def _init_image(self, params: dict[str, Any]) -> Image.Image:
@@ -577,7 +571,7 @@ class SdWebUi:
                     "model_name": None,
                     "model_path": None,
                     "model_url": None,
-                    "scale": 4 if "4x" in name else 1,
+                    "scale": 2.0 if "2x" in name else 4.0,
                 }
                 for name in UPSCALERS
             ]

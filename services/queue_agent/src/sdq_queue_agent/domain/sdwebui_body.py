@@ -168,9 +168,11 @@ def request_error(status: int, payload: Any) -> str | None:
     """
     if status != 500 or not isinstance(payload, dict):
         return None
-    error, message = payload.get("error"), payload.get("errors")
-    if not isinstance(error, str) or not error or not isinstance(message, str):
+    error, errors, detail = payload.get("error"), payload.get("errors"), payload.get("detail")
+    if not isinstance(error, str) or not error or not isinstance(errors, str):
         return None
+    # v1.10.1 leaves ``errors`` empty for an HTTPException and puts its text in ``detail``.
+    message = errors or (detail if isinstance(detail, str) else "")
     if error in _TRANSIENT_EXCEPTIONS or "out of memory" in message.lower():
         return None
     return f"{error}: {message}" if message else error
