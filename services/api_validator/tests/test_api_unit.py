@@ -91,6 +91,19 @@ def test_v1alpha1_routes_unknown_model_to_a_dynamic_model_runtime(cfg, repo_root
     assert harness.publisher.published[0][1]["runtime"] == "flex"
 
 
+def test_v1alpha2_guide_model_switch_routes_like_the_model_override(cfg, repo_root, make_harness):
+    """The seed guide's ``alwayson_scripts.sd_model_checkpoint`` is the task's model."""
+    data = cfg.model_dump(mode="json")
+    data["runtimes"].append({"name": "flex", "type": "sdwebui", "dynamic_model": True})
+    harness = make_harness(parse_config(data))
+    body = _t2i(repo_root, runtime="flex")
+    body["task"]["content"]["alwayson_scripts"] = {"sd_model_checkpoint": "sdxl-turbo"}
+    status, answer, _ = harness.call("POST", "/v1alpha2", body)
+    assert status == 202, answer
+    [(message, _attributes)] = harness.publisher.published
+    assert TaskMessage.model_validate(message).sd_model_checkpoint == "sdxl-turbo"
+
+
 def _t2i(repo_root, **meta):
     body = example(repo_root, "v1alpha2-text-to-image")
     body["task"]["metadata"].update(meta)
@@ -172,6 +185,18 @@ def _t2i(repo_root, **meta):
             ),
             "task.content.override_settings.sd_model_checkpoint",
             "unknown_model",
+        ),
+        (
+            lambda b: b["task"]["content"].update(
+                alwayson_scripts={"sd_model_checkpoint": "other.ckpt"}
+            ),
+            "task.content.alwayson_scripts.sd_model_checkpoint",
+            "unknown_model",
+        ),
+        (
+            lambda b: b["task"]["content"].update(alwayson_scripts={"sd_model_checkpoint": 7}),
+            "task.content.alwayson_scripts.sd_model_checkpoint",
+            "invalid_request",
         ),
     ],
 )

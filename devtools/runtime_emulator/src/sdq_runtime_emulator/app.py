@@ -102,8 +102,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     log.info("injecting HTTP %d on %s %s", status, request.method, request.path)
     message = f"sdq runtime emulator: injected failure (HTTP {status})"
     if request.path.startswith(SD_PREFIXES):
-        name = "HTTPException" if status < 500 else "RuntimeError"
-        return sd_error_response(status, name, message, message)
+        if status < 500:  # v1.10.1 renders an HTTPException's text in detail only
+            return sd_error_response(status, "HTTPException", "", message)
+        return sd_error_response(status, "RuntimeError", message)
     if status < 500:
         return comfy_error_response(status, "emulator_injected_failure", message)
     return web.Response(status=status, text=f"{status} Internal Server Error\n\n{message}")

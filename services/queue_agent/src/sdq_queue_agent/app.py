@@ -43,7 +43,9 @@ RUNTIMES: dict[RuntimeType, Callable[[AgentSettings, aiohttp.ClientSession], Run
     RuntimeType.SDWEBUI: lambda s, session: SdWebUiRuntime(
         session, s.runtime_url, static_model=s.static_model, dynamic_model=s.dynamic_model
     ),
-    RuntimeType.COMFYUI: lambda s, session: ComfyUiRuntime(session, s.runtime_url),
+    RuntimeType.COMFYUI: lambda s, session: ComfyUiRuntime(
+        session, s.runtime_url, data_dir=s.comfyui_data_dir
+    ),
 }
 
 

@@ -37,6 +37,9 @@ class AgentSettings(BaseSettings):
     runtime_url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
     static_model: str | None = None
     dynamic_model: bool = False
+    # ComfyUI only: its base directory (holding input/ and output/) as mounted in the agent's
+    # container; the agent removes each task's files there once its outputs are read.
+    comfyui_data_dir: Path | None = None
     # --- AWS resources ---
     queue_url: Annotated[str, Field(min_length=1)]
     result_topic_arn: Annotated[str, Field(min_length=1)]
@@ -91,7 +94,14 @@ class AgentSettings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("static_model", "drain_file", "aws_endpoint_url", "trace_dir", mode="before")
+    @field_validator(
+        "static_model",
+        "drain_file",
+        "aws_endpoint_url",
+        "trace_dir",
+        "comfyui_data_dir",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -191,10 +191,26 @@ def check_content(tasktype: TaskType, content: dict[str, Any], root: str) -> Non
             _check_image_ref(item.get("data"), f"{root}.imageList[{i}].data")
 
 
-def _requested_model(content: dict[str, Any]) -> str | None:
+def _requested_model(content: dict[str, Any]) -> tuple[str, str] | None:
+    """The checkpoint a v1alpha2 SD WebUI body asks for, and the field that asks.
+
+    ``override_settings.sd_model_checkpoint`` or the seed guide's
+    ``alwayson_scripts.sd_model_checkpoint`` (the agent turns the latter into the former).
+    """
     overrides = content.get("override_settings")
     if isinstance(overrides, dict) and isinstance(overrides.get("sd_model_checkpoint"), str):
-        return str(overrides["sd_model_checkpoint"])
+        return str(overrides["sd_model_checkpoint"]), "override_settings.sd_model_checkpoint"
+    scripts = content.get("alwayson_scripts")
+    if isinstance(scripts, dict) and "sd_model_checkpoint" in scripts:
+        value = scripts["sd_model_checkpoint"]
+        if isinstance(value, dict) and isinstance(value.get("args"), list) and value["args"]:
+            value = value["args"][0]
+        if not isinstance(value, str) or not value:
+            raise bad_request(
+                "task.content.alwayson_scripts.sd_model_checkpoint: must be a checkpoint name",
+                "task.content.alwayson_scripts.sd_model_checkpoint",
+            )
+        return value, "alwayson_scripts.sd_model_checkpoint"
     return None
 
 
@@ -238,12 +254,13 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
         )
     content = request.task.content
     check_content(meta.tasktype, content, "task.content")
-    model = _requested_model(content) if runtime.type is RuntimeType.SDWEBUI else None
-    if model is not None and runtime.model is not None and not _same_model(model, runtime.model):
+    requested = _requested_model(content) if runtime.type is RuntimeType.SDWEBUI else None
+    model = requested[0] if requested else None
+    if requested and runtime.model is not None and not _same_model(requested[0], runtime.model):
         raise bad_request(
-            f"task.content.override_settings.sd_model_checkpoint: runtime '{runtime.name}' serves "
-            f"the static model '{runtime.model}', not '{model}'",
-            "task.content.override_settings.sd_model_checkpoint",
+            f"task.content.{requested[1]}: runtime '{runtime.name}' serves "
+            f"the static model '{runtime.model}', not '{requested[0]}'",
+            f"task.content.{requested[1]}",
             code="unknown_model",
         )
     return TaskMessage(

@@ -654,7 +654,7 @@ class Worker:
             result=state is TaskState.COMPLETED,
             status=state,
             image_url=urls,
-            output_url=self._output_location(task),
+            output_location=self._output_location(task),
             context=task.context,
             error=error,
             timings=timings,
@@ -739,7 +739,9 @@ class Worker:
                             runtime=self._cfg.runtime_name,
                             result=False,
                             status=TaskState.FAILED,
-                            output_url=output_location(self._cfg.output_bucket, "", poison.task_id),
+                            output_location=output_location(
+                                self._cfg.output_bucket, "", poison.task_id
+                            ),
                             error=error,
                             trace_id=held.trace_id,
                         )
