@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from sdq_contracts import naming
+from sdq_contracts.config import RuntimeType
+from sdq_contracts.launch import COMFYUI_DATA_DIR
 from sdq_k8s.outputs import image_is_pinned
 from sdq_k8s.render import DEFAULT_AMI_ALIAS
 from sdq_k8s.validate import validate_docs
@@ -280,3 +282,26 @@ def test_a_rollout_at_max_replicas_never_needs_a_gpu_over_the_nodepool_limit(
         gpus = _container(deploy, "runtime")["resources"]["limits"]["nvidia.com/gpu"]
         surge = strategy["rollingUpdate"]["maxSurge"]
         assert (rt.scaling.max_replicas + surge) * gpus <= pool["spec"]["limits"]["nvidia.com/gpu"]
+
+
+def test_comfyui_files_are_shared_with_the_agent_that_removes_them(rendered: Any) -> None:
+    """ComfyUI has no API that deletes files: its input/output folders (runtime_launch's data
+    dir) are emptyDirs the agent also mounts, and the agent is told where they are."""
+    comfy = [rt for rt in rendered.config.runtimes if rt.type is RuntimeType.COMFYUI]
+    assert comfy
+    for rt in comfy:
+        deploy = _worker_of(rendered, rt.name)
+        args = _container(deploy, "runtime")["args"]
+        assert f"--input-directory={COMFYUI_DATA_DIR}/input" in args
+        assert f"--output-directory={COMFYUI_DATA_DIR}/output" in args
+        volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+        for container in ("runtime", "queue-agent"):
+            mounts = {
+                m["mountPath"]: m
+                for m in _container(deploy, container)["volumeMounts"]
+                if "emptyDir" in volumes[m["name"]]
+            }
+            for sub in ("input", "output"):
+                mount = mounts[f"{COMFYUI_DATA_DIR}/{sub}"]  # the agent deletes, so writable
+                assert not mount.get("readOnly"), (container, sub)
+        assert _agent_env(rendered, deploy)["SDQ_COMFYUI_DATA_DIR"] == COMFYUI_DATA_DIR

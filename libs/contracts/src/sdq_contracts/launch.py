@@ -18,6 +18,10 @@ from sdq_contracts.config import RuntimeType
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod must answer the kubelet's probes on its IP
 
 
+# Where a pod's ComfyUI keeps its input/output folders (emptyDir volumes shared with the agent).
+COMFYUI_DATA_DIR = "/comfyui-files"
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeLaunch:
     """The runtime's port, its launch arguments and the path that answers once it is ready."""
@@ -33,12 +37,15 @@ def runtime_launch(
     listen: str = ALL_INTERFACES,
     models_dir: str = "/models",
     config_dir: str = "/etc/sdq",
+    data_dir: str = COMFYUI_DATA_DIR,
 ) -> RuntimeLaunch:
     """Launch arguments appended to the runtime image's entry point.
 
     ``models_dir`` is the node's model cache (SD WebUI folder layout); ``config_dir`` holds the
     files sdq gives a runtime (ComfyUI's ``extra_model_paths.yaml`` mapping its folders onto
-    that cache).
+    that cache). ``data_dir`` holds ComfyUI's ``input/`` and ``output/`` folders, shared with
+    the queue agent (``SDQ_COMFYUI_DATA_DIR``) so that it can remove a task's files once they are
+    in S3: ComfyUI has no API that deletes files. Both folders must exist before ComfyUI starts.
     """
     if runtime_type is RuntimeType.SDWEBUI:
         bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
@@ -70,6 +77,8 @@ def runtime_launch(
                 "--disable-auto-launch",
                 "--disable-api-nodes",  # no calls to paid cloud nodes from a private fleet
                 f"--extra-model-paths-config={config_dir}/extra_model_paths.yaml",
+                f"--input-directory={data_dir}/input",
+                f"--output-directory={data_dir}/output",
             ),
             health_path="/system_stats",
         )
