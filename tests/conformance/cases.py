@@ -1,7 +1,7 @@
 """The conformance case table: each case runs through the local stack against the real runtime
 AND the emulator, and both must give the outcome written here (what sdq promises, issue 13).
 
-Sizes are 64–128 px and 1–2 steps so a CPU runs the real programs quickly; seeds are fixed
+Sizes are 64-128 px and 1-2 steps so a CPU runs the real programs quickly; seeds are fixed
 (SD WebUI's NaN check trips on some seeds with random weights). Slow cases (cancel, deadline,
 crash) make the real runtime slow with many steps; the emulator draws in constant time, so
 they arm its ``hang_next`` / latency knobs instead.
@@ -139,7 +139,10 @@ def comfy_graph(
     def graph(i: Inputs) -> dict[str, Any]:
         nodes: dict[str, Any] = {
             "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-            "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["1", 1]}},
+            "2": {
+                "class_type": "CLIPTextEncode",
+                "inputs": {"text": "a lighthouse", "clip": ["1", 1]},
+            },
             "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
             "5": {
                 "class_type": "KSampler",
@@ -157,7 +160,10 @@ def comfy_graph(
                 },
             },
             "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-            "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "conf"}},
+            "7": {
+                "class_type": "SaveImage",
+                "inputs": {"images": ["6", 0], "filename_prefix": "conf"},
+            },
         }
         if image is None:
             nodes["4"] = {
@@ -166,7 +172,10 @@ def comfy_graph(
             }
         else:
             nodes["8"] = {"class_type": "LoadImage", "inputs": {"image": image(i)}}
-            nodes["4"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["8", 0], "vae": ["1", 2]}}
+            nodes["4"] = {
+                "class_type": "VAEEncode",
+                "inputs": {"pixels": ["8", 0], "vae": ["1", 2]},
+            }
         return nodes
 
     return graph
@@ -185,9 +194,15 @@ def unknown_node(i: Inputs) -> dict[str, Any]:
 def one_invalid_output(i: Inputs) -> dict[str, Any]:
     """Two outputs: node 7 is valid, node 12's latent has an invalid width (below 16)."""
     nodes = comfy_graph()(i)
-    nodes["10"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 4, "height": 64, "batch_size": 1}}
+    nodes["10"] = {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 4, "height": 64, "batch_size": 1},
+    }
     nodes["11"] = {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["1", 2]}}
-    nodes["12"] = {"class_type": "SaveImage", "inputs": {"images": ["11", 0], "filename_prefix": "conf"}}
+    nodes["12"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["11", 0], "filename_prefix": "conf"},
+    }
     return nodes
 
 
@@ -259,52 +274,197 @@ def example_workflow(name: str) -> Body:
 DONE_64 = Expect("completed", images=((64, 64),))
 REJECTED = Expect("failed", "runtime_rejected", True)
 
+# fmt: off  (one line per case: the table reads as a table)
 CASES: tuple[Case, ...] = (
     # SD WebUI task types, static model.
     Case("sd-t2i-static", "sdruntime", t2i("sdruntime"), DONE_64),
-    Case("sd-t2i-batch2", "sdruntime", t2i("sdruntime", batch_size=2), Expect("completed", images=((64, 64),) * 2)),
-    Case("sd-t2i-size-rounded", "sdruntime", t2i("sdruntime", width=100, height=68), Expect("completed", images=((96, 64),)), note="width/height rounded down to multiples of 8"),
+    Case(
+        "sd-t2i-batch2",
+        "sdruntime",
+        t2i("sdruntime", batch_size=2),
+        Expect("completed", images=((64, 64),) * 2),
+    ),
+    Case(
+        "sd-t2i-size-rounded",
+        "sdruntime",
+        t2i("sdruntime", width=100, height=68),
+        Expect("completed", images=((96, 64),)),
+        note="width/height rounded down to multiples of 8",
+    ),
     Case("sd-i2i-base64", "sdruntime", i2i("sdruntime", lambda i: i.b64), DONE_64),
     Case("sd-i2i-data-uri", "sdruntime", i2i("sdruntime", lambda i: i.data_uri), DONE_64),
     Case("sd-i2i-s3", "sdruntime", i2i("sdruntime", lambda i: i.s3_uri), DONE_64),
     Case("sd-i2i-http", "sdruntime", i2i("sdruntime", lambda i: i.http_url), DONE_64),
-    Case("sd-i2i-invalid-image", "sdruntime", i2i("sdruntime", lambda _: "bm90IGFuIGltYWdl"), REJECTED, note="#1 500 'Invalid encoded image' is the request's fault"),
+    Case(
+        "sd-i2i-invalid-image",
+        "sdruntime",
+        i2i("sdruntime", lambda _: "bm90IGFuIGltYWdl"),
+        REJECTED,
+        note="#1 500 'Invalid encoded image' is the request's fault",
+    ),
     Case("sd-extra-single", "sdruntime", extra_single(), Expect("completed", images=((128, 128),))),
-    Case("sd-extra-single-unknown-upscaler", "sdruntime", extra_single("NoSuchUpscaler"), Expect("failed", "runtime_rejected", True, message=("NoSuchUpscaler",)), note="#1 500 'could not find upscaler'"),
-    Case("sd-extra-batch", "sdruntime", extra_batch(named=True), Expect("completed", images=((128, 128),) * 2)),
-    Case("sd-extra-batch-unnamed", "sdruntime", extra_batch(named=False), Expect("completed", images=((128, 128),) * 2), note="#3 items without name"),
-    Case("sd-unknown-script", "sdruntime", t2i("sdruntime", alwayson_scripts={"controlnet": {"args": []}}), Expect("failed", "runtime_rejected", True, message=("controlnet",)), note="#3 unknown alwayson_scripts entry"),
+    Case(
+        "sd-extra-single-unknown-upscaler",
+        "sdruntime",
+        extra_single("NoSuchUpscaler"),
+        Expect("failed", "runtime_rejected", True, message=("NoSuchUpscaler",)),
+        note="#1 500 'could not find upscaler'",
+    ),
+    Case(
+        "sd-extra-batch",
+        "sdruntime",
+        extra_batch(named=True),
+        Expect("completed", images=((128, 128),) * 2),
+    ),
+    Case(
+        "sd-extra-batch-unnamed",
+        "sdruntime",
+        extra_batch(named=False),
+        Expect("completed", images=((128, 128),) * 2),
+        note="#3 items without name",
+    ),
+    Case(
+        "sd-unknown-script",
+        "sdruntime",
+        t2i("sdruntime", alwayson_scripts={"controlnet": {"args": []}}),
+        Expect("failed", "runtime_rejected", True, message=("controlnet",)),
+        note="#3 unknown alwayson_scripts entry",
+    ),
     # Dynamic models.
     Case("sd-dynamic-model", "sddynamic", t2i("sddynamic", **with_model(MODEL)), DONE_64),
-    Case("sd-dynamic-guide-form", "sddynamic", t2i("sddynamic", alwayson_scripts={"sd_model_checkpoint": MODEL}), DONE_64, note="#2 alwayson_scripts.sd_model_checkpoint"),
-    Case("sd-dynamic-unknown-model", "sddynamic", t2i("sddynamic", **with_model("no-such-model.safetensors")), Expect("failed", "unknown_model", True, message=("no-such-model",))),
+    Case(
+        "sd-dynamic-guide-form",
+        "sddynamic",
+        t2i("sddynamic", alwayson_scripts={"sd_model_checkpoint": MODEL}),
+        DONE_64,
+        note="#2 alwayson_scripts.sd_model_checkpoint",
+    ),
+    Case(
+        "sd-dynamic-unknown-model",
+        "sddynamic",
+        t2i("sddynamic", **with_model("no-such-model.safetensors")),
+        Expect("failed", "unknown_model", True, message=("no-such-model",)),
+    ),
     # v1alpha1 bodies (routed by model: the static runtime, else the dynamic one).
     Case("v1-t2i-static", "sdruntime", v1alpha1("text-to-image", SD15), DONE_64, api="/v1alpha1"),
-    Case("v1-t2i-dynamic", "sddynamic", v1alpha1("text-to-image", MODEL), DONE_64, api="/v1alpha1", note="v1alpha1's alwayson_scripts.sd_model_checkpoint on a dynamic runtime"),
-    Case("v1-i2i-image-link", "sdruntime", v1alpha1("image-to-image", SD15), DONE_64, api="/v1alpha1"),
-    Case("v1-unknown-model", "sddynamic", v1alpha1("text-to-image", "no-such-model.safetensors"), Expect("failed", "unknown_model", True), api="/v1alpha1"),
+    Case(
+        "v1-t2i-dynamic",
+        "sddynamic",
+        v1alpha1("text-to-image", MODEL),
+        DONE_64,
+        api="/v1alpha1",
+        note="v1alpha1's alwayson_scripts.sd_model_checkpoint on a dynamic runtime",
+    ),
+    Case(
+        "v1-i2i-image-link", "sdruntime", v1alpha1("image-to-image", SD15), DONE_64, api="/v1alpha1"
+    ),
+    Case(
+        "v1-unknown-model",
+        "sddynamic",
+        v1alpha1("text-to-image", "no-such-model.safetensors"),
+        Expect("failed", "unknown_model", True),
+        api="/v1alpha1",
+    ),
     # Cancel, deadline, crash.
-    Case("sd-cancel", "sddynamic", t2i("sddynamic", width=128, height=128, steps=150), Expect("cancelled"), action="cancel", emulator_knobs={"hang_next": 1}),
-    Case("sd-deadline", "sddeadline", t2i("sddeadline", width=128, height=128, steps=150), Expect("failed", "deadline_exceeded", False), emulator_knobs={"hang_next": 1}),
-    Case("sd-crash-restart", "sddynamic", t2i("sddynamic", width=128, height=128, steps=6), Expect("completed", images=((128, 128),)), action="crash", emulator_knobs={"generation_latency_s": 60}, within_s=600),
+    Case(
+        "sd-cancel",
+        "sddynamic",
+        t2i("sddynamic", width=128, height=128, steps=150),
+        Expect("cancelled"),
+        action="cancel",
+        emulator_knobs={"hang_next": 1},
+    ),
+    Case(
+        "sd-deadline",
+        "sddeadline",
+        t2i("sddeadline", width=128, height=128, steps=150),
+        Expect("failed", "deadline_exceeded", False),
+        emulator_knobs={"hang_next": 1},
+    ),
+    Case(
+        "sd-crash-restart",
+        "sddynamic",
+        t2i("sddynamic", width=128, height=128, steps=6),
+        Expect("completed", images=((128, 128),)),
+        action="crash",
+        emulator_knobs={"generation_latency_s": 60},
+        within_s=600,
+    ),
     # ComfyUI.
     Case("comfy-t2i", "comfyui", pipeline(comfy_graph()), DONE_64),
-    Case("comfy-i2i-data-uri", "comfyui", pipeline(comfy_graph(image=lambda i: i.data_uri)), DONE_64),
-    Case("comfy-i2i-base64", "comfyui", pipeline(comfy_graph(image=lambda i: i.b64)), DONE_64, note="#4 plain base64 in LoadImage"),
+    Case(
+        "comfy-i2i-data-uri", "comfyui", pipeline(comfy_graph(image=lambda i: i.data_uri)), DONE_64
+    ),
+    Case(
+        "comfy-i2i-base64",
+        "comfyui",
+        pipeline(comfy_graph(image=lambda i: i.b64)),
+        DONE_64,
+        note="#4 plain base64 in LoadImage",
+    ),
     Case("comfy-i2i-s3", "comfyui", pipeline(comfy_graph(image=lambda i: i.s3_uri)), DONE_64),
     Case("comfy-i2i-http", "comfyui", pipeline(comfy_graph(image=lambda i: i.http_url)), DONE_64),
-    Case("comfy-unknown-node", "comfyui", pipeline(unknown_node), Expect("failed", "runtime_rejected", True, message=("NoSuchNode", "#9")), note="#6 node id kept"),
-    Case("comfy-invalid-input", "comfyui", pipeline(comfy_graph(sampler="no_such_sampler")), Expect("failed", "runtime_rejected", True, message=("no_such_sampler",))),
-    Case("comfy-one-output-invalid", "comfyui", pipeline(one_invalid_output), Expect("failed", "runtime_rejected", True, message=("10",)), note="#5 partial node_errors"),
-    Case("comfy-cancel", "comfyui", pipeline(comfy_graph(size=128, steps=150)), Expect("cancelled"), action="cancel", emulator_knobs={"hang_next": 1}),
+    Case(
+        "comfy-unknown-node",
+        "comfyui",
+        pipeline(unknown_node),
+        Expect("failed", "runtime_rejected", True, message=("NoSuchNode", "#9")),
+        note="#6 node id kept",
+    ),
+    Case(
+        "comfy-invalid-input",
+        "comfyui",
+        pipeline(comfy_graph(sampler="no_such_sampler")),
+        Expect("failed", "runtime_rejected", True, message=("no_such_sampler",)),
+    ),
+    Case(
+        "comfy-one-output-invalid",
+        "comfyui",
+        pipeline(one_invalid_output),
+        Expect("failed", "runtime_rejected", True, message=("10",)),
+        note="#5 partial node_errors",
+    ),
+    Case(
+        "comfy-cancel",
+        "comfyui",
+        pipeline(comfy_graph(size=128, steps=150)),
+        Expect("cancelled"),
+        action="cancel",
+        emulator_knobs={"hang_next": 1},
+    ),
     # tests/examples/, as shipped (CPU-sized).
-    Case("example-v1alpha1-t2i", "sdruntime", example_v1("v1alpha1-text-to-image.json"), DONE_64, api="/v1alpha1"),
-    Case("example-v1alpha1-i2i", "sdruntime", example_v1("v1alpha1-image-to-image.json"), DONE_64, api="/v1alpha1"),
+    Case(
+        "example-v1alpha1-t2i",
+        "sdruntime",
+        example_v1("v1alpha1-text-to-image.json"),
+        DONE_64,
+        api="/v1alpha1",
+    ),
+    Case(
+        "example-v1alpha1-i2i",
+        "sdruntime",
+        example_v1("v1alpha1-image-to-image.json"),
+        DONE_64,
+        api="/v1alpha1",
+    ),
     Case("example-v1alpha2-t2i", "sdruntime", example_v2("v1alpha2-text-to-image.json"), DONE_64),
     Case("example-v1alpha2-i2i", "sdruntime", example_v2("v1alpha2-image-to-image.json"), DONE_64),
-    Case("example-v1alpha2-extra-single", "sdruntime", example_v2("v1alpha2-extra-single-image.json"), Expect("completed", images=((256, 256),))),
-    Case("example-v1alpha2-extra-batch", "sdruntime", example_v2("v1alpha2-extra-batch-images.json"), Expect("completed", images=((128, 128),) * 2)),
+    Case(
+        "example-v1alpha2-extra-single",
+        "sdruntime",
+        example_v2("v1alpha2-extra-single-image.json"),
+        Expect("completed", images=((256, 256),)),
+    ),
+    Case(
+        "example-v1alpha2-extra-batch",
+        "sdruntime",
+        example_v2("v1alpha2-extra-batch-images.json"),
+        Expect("completed", images=((128, 128),) * 2),
+    ),
     Case("example-v1alpha2-pipeline", "comfyui", example_v2("v1alpha2-pipeline.json"), DONE_64),
-    Case("example-comfyui-txt2img", "comfyui", example_workflow("comfyui-txt2img-api.json"), DONE_64),
+    Case(
+        "example-comfyui-txt2img", "comfyui", example_workflow("comfyui-txt2img-api.json"), DONE_64
+    ),
     Case("example-comfyui-invert", "comfyui", example_workflow("comfyui-invert-api.json"), DONE_64),
 )
+# fmt: on

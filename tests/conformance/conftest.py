@@ -32,7 +32,7 @@ from sdq_conformance.harness import (
     Target,
     input_png,
 )
-from sdq_conformance.runtimes import COMFYUI, SDWEBUI, KINDS, provision
+from sdq_conformance.runtimes import COMFYUI, KINDS, SDWEBUI, provision
 from sdq_contracts import load_config
 from sdq_contracts.config import RuntimeType
 from sdq_local.stack import StackOptions
@@ -88,7 +88,7 @@ def _runtime_urls(fleet: Fleet | None, config: Any) -> dict[str, str]:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

@@ -65,7 +65,7 @@ class StackThread:
         self._thread.join(timeout=10)
 
     def process(self, name: str) -> ManagedProcess:
-        for proc in self.local._processes:  # noqa: SLF001 - the suite restarts emulators
+        for proc in self.local._processes:
             if proc.name == name:
                 return proc
         raise KeyError(name)
@@ -103,7 +103,7 @@ class Outcome:
             parts.append(f"{self.code}{'/permanent' if self.permanent else '/transient'}")
         if self.images:
             sizes = {f"{w}x{h}" for w, h in self.images}
-            parts.append(f"{len(self.images)}×{'/'.join(sorted(sizes))}")
+            parts.append(f"{len(self.images)}x{'/'.join(sorted(sizes))}")
         notes = ",".join(self.notifications) or "none"
         parts.append(f"notified:{notes}")
         if self.output_url and self.output_url != "out":
@@ -261,10 +261,12 @@ class EmulatorControl:
 def _wait_http(url: str, within_s: float) -> None:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-                if resp.status == 200:
-                    return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as resp,  # noqa: S310 - loopback
+        ):
+            if resp.status == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {within_s:.0f} s")
 

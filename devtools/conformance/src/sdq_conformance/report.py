@@ -27,7 +27,10 @@ def _cell(got: Outcome | str | None) -> str:
 
 def table() -> list[tuple[str, ...]]:
     header = ("case", "expected", *TARGETS)
-    rows = [(case, want, *(_cell(_outcomes.get((case, t))) for t in TARGETS)) for case, want in _expected.items()]
+    rows = [
+        (case, want, *(_cell(_outcomes.get((case, t))) for t in TARGETS))
+        for case, want in _expected.items()
+    ]
     return [header, *rows]
 
 
@@ -38,7 +41,11 @@ def write(path: Path) -> dict[str, Any]:
         for target in TARGETS:
             got = _outcomes.get((case, target))
             if isinstance(got, Outcome):
-                entry[target] = {**got.__dict__, "short": got.short(), "same_as_expected": got.short() == want}
+                entry[target] = {
+                    **got.__dict__,
+                    "short": got.short(),
+                    "same_as_expected": got.short() == want,
+                }
             elif got is not None:
                 entry[target] = {"error": got}
         cases.append(entry)

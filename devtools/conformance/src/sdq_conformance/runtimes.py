@@ -102,7 +102,7 @@ def build(kind: RuntimeKind, repo_root: Path, log: Log = _stderr) -> Path:
     log(f"build {kind.name}: {script} (cached)")
     started = time.monotonic()
     done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        ["bash", str(script), kind.name], check=False, stdout=subprocess.PIPE, text=True
+        ["/bin/bash", str(script), kind.name], check=False, stdout=subprocess.PIPE, text=True
     )
     if done.returncode != 0:
         raise RuntimeError(f"building {kind.name} failed (build.sh exit {done.returncode})")
@@ -160,9 +160,7 @@ def model_config_yaml(sdwebui_tree: Path) -> str:
     """SD WebUI's v1 inference config with the UNet cut to the tiny checkpoint's one level."""
     config = yaml.safe_load((sdwebui_tree / "configs/v1-inference.yaml").read_text())
     unet = config["model"]["params"]["unet_config"]["params"]
-    unet.update(
-        attention_resolutions=[1], num_res_blocks=1, channel_mult=[1], use_checkpoint=False
-    )
+    unet.update(attention_resolutions=[1], num_res_blocks=1, channel_mult=[1], use_checkpoint=False)
     return str(yaml.safe_dump(config, sort_keys=False))
 
 

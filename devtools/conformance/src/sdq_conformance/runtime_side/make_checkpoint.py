@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tv_compat  # noqa: E402
+import tv_compat
 
 SEED = 20240601
 # The UNet ComfyUI would detect for SD1.5, cut to one level (channel_mult [1]).

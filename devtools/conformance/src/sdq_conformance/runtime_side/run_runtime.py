@@ -14,7 +14,7 @@ import runpy
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tv_compat  # noqa: E402
+import tv_compat
 
 
 def main() -> None:

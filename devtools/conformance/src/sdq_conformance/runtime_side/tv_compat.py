@@ -41,13 +41,11 @@ class _BeforeTorchvision(importlib.abc.MetaPathFinder):
 
     fired = False
 
-    def find_spec(
-        self, fullname: str, path: Any = None, target: ModuleType | None = None
-    ) -> None:
+    def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> None:
         if fullname == "torchvision" and not self.fired:
             self.fired = True
             _declare_missing_ops()
-        return None  # the normal finders import the real package
+        # the normal finders import the real package
 
 
 def install() -> None:
