@@ -235,9 +235,10 @@ def small_graph(graph: dict[str, Any]) -> dict[str, Any]:
 def example_v2(name: str) -> Body:
     def body(_: Inputs) -> dict[str, Any]:
         data = example(name)
-        small(data["task"]["content"])
         if data["task"]["metadata"]["tasktype"] == "pipeline":
             data["task"]["content"] = small_graph(data["task"]["content"])
+        else:
+            small(data["task"]["content"])
         return data
 
     return body

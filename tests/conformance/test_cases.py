@@ -59,13 +59,13 @@ def test_case(
     target = targets[target_name]
     expected = _expected_text(case.expect)
     task_id = unique_id(case.id, target_name)
-    body = case.body(inputs[target_name])
-    _with_id(case, body, task_id)
-    if target_name == "emulator" and case.emulator_knobs:
-        target.control.set_knobs(case.runtime, case.emulator_knobs)
-    files_before = target.files(case.runtime)
     started = time.monotonic()
     try:
+        body = case.body(inputs[target_name])
+        _with_id(case, body, task_id)
+        if target_name == "emulator" and case.emulator_knobs:
+            target.control.set_knobs(case.runtime, case.emulator_knobs)
+        files_before = target.files(case.runtime)
         target.submit(case.api, body)
         final = _drive(target, case, task_id)
         outcome = target.outcome(task_id, final, time.monotonic() - started)

@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 RUNTIME_SIDE = Path(__file__).resolve().parent / "runtime_side"
 # The tiny checkpoint; bump the version when make_checkpoint.py changes what it writes.
 CHECKPOINT_NAME = "tiny-sd15-random"
-CHECKPOINT_VERSION = "1"
+CHECKPOINT_VERSION = "2"
 TOKENIZER_ARCHIVE = "hf-clip-vit-large-patch14-tokenizer.tar.gz"
 
 Log = Callable[[str], None]

@@ -57,13 +57,18 @@ VAE = {
 
 def randomize(module, generator) -> None:  # type: ignore[no-untyped-def]
     """Variance-preserving random weights: N(0, 1/fan_in) for matrices and kernels, unit norm
-    scales, zero biases. Keeps activations finite through every block (no NaN in fp16)."""
+    scales, small random biases. Keeps activations finite through every block. Biases are not
+    zero: with zero biases the text encoder's output has a mean of almost exactly 0, and SD
+    WebUI's prompt-weighting step divides by that mean (NaN for some prompts)."""
     import torch  # noqa: PLC0415
 
     with torch.no_grad():
         for name, param in module.named_parameters():
             if param.dim() <= 1:
-                param.fill_(1.0 if "norm" in name and name.endswith("weight") else 0.0)
+                if "norm" in name and name.endswith("weight"):
+                    param.fill_(1.0)
+                else:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
                 continue
             fan_in = math.prod(param.shape[1:])
             param.copy_(torch.randn(param.shape, generator=generator) / math.sqrt(fan_in))
