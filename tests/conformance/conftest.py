@@ -109,7 +109,9 @@ def input_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         server.shutdown()
 
 
-def _start_stack(name: str, config: Any, runtime_urls: dict[str, str]) -> StackThread:
+def _start_stack(
+    name: str, config: Any, runtime_urls: dict[str, str], data_dirs: dict[str, str]
+) -> StackThread:
     state = RUN_DIR / f"stack-{name}"
     shutil.rmtree(state, ignore_errors=True)
     # The emulator's model cache: the same checkpoint names as the real one (no weights).
@@ -121,6 +123,7 @@ def _start_stack(name: str, config: Any, runtime_urls: dict[str, str]) -> StackT
         StackOptions(
             state_dir=state,
             runtime_urls=runtime_urls,
+            runtime_data_dirs=data_dirs,
             emulator_latency_s=0.5,
             # Agents in front of a real SD WebUI load the static model before they are ready.
             start_timeout_s=600.0,
@@ -137,10 +140,12 @@ def targets(
     fleet: Fleet | None, config: Any, input_server: tuple[str, bytes]
 ) -> Iterator[dict[str, Target]]:
     http_url, _ = input_server
-    real_stack = _start_stack("real", config, _runtime_urls(fleet, config))
+    # The agent removes each task's files from the real ComfyUI's folders (its tree here).
+    data_dirs = {"comfyui": str(fleet.get(COMFYUI).entry / "src" / COMFYUI.tree)} if fleet else {}
+    real_stack = _start_stack("real", config, _runtime_urls(fleet, config), data_dirs)
     emulator_stack: StackThread | None = None
     try:
-        emulator_stack = _start_stack("emulator", config, {})
+        emulator_stack = _start_stack("emulator", config, {}, {})
         kinds = {
             r.name: SDWEBUI if r.type is RuntimeType.SDWEBUI else COMFYUI for r in config.runtimes
         }
