@@ -53,6 +53,9 @@ class StackOptions:
     api_key: str | None = None
     # runtime name → URL of a real SD WebUI / ComfyUI to use instead of the emulator
     runtime_urls: Mapping[str, str] = field(default_factory=dict)
+    # runtime name → base directory (input/, output/) of a real ComfyUI given in runtime_urls,
+    # as this machine sees it: the agent removes each task's files there
+    runtime_data_dirs: Mapping[str, str] = field(default_factory=dict)
     emulator_latency_s: float = 0.5
     start_timeout_s: float = 60.0
 
@@ -165,7 +168,7 @@ class LocalStack:
                         "--models-dir",
                         str(self.node_models_dir),
                         "--data-dir",
-                        str(self.options.state_dir / "runtime" / runtime.name),
+                        str(self._emulator_data_dir(runtime.name)),
                     ),
                     {},
                     f"http://{HOST}:{port}{probe}",
@@ -201,6 +204,12 @@ class LocalStack:
                     "SDQ_WAIT_TIME_SECONDS": "2",
                     "SDQ_CANCEL_POLL_SECONDS": "1",
                 }
+                if runtime.type is RuntimeType.COMFYUI:
+                    data_dir = self.options.runtime_data_dirs.get(runtime.name)
+                    if data_dir is None and runtime.name not in self.options.runtime_urls:
+                        data_dir = str(self._emulator_data_dir(runtime.name).resolve())
+                    if data_dir is not None:
+                        env["SDQ_COMFYUI_DATA_DIR"] = data_dir
                 agents.append(
                     self._spawn(
                         f"queue-agent-{runtime.name}",
@@ -223,6 +232,9 @@ class LocalStack:
             node_models_dir=self.node_models_dir,
         )
         return self.info
+
+    def _emulator_data_dir(self, runtime: str) -> Path:
+        return self.options.state_dir / "runtime" / runtime
 
     def _session(self) -> boto3.session.Session:
         return boto3.session.Session(

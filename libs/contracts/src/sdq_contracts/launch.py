@@ -38,6 +38,7 @@ def runtime_launch(
     models_dir: str = "/models",
     config_dir: str = "/etc/sdq",
     data_dir: str = COMFYUI_DATA_DIR,
+    port: int | None = None,
 ) -> RuntimeLaunch:
     """Launch arguments appended to the runtime image's entry point.
 
@@ -46,16 +47,19 @@ def runtime_launch(
     that cache). ``data_dir`` holds ComfyUI's ``input/`` and ``output/`` folders, shared with
     the queue agent (``SDQ_COMFYUI_DATA_DIR``) so that it can remove a task's files once they are
     in S3: ComfyUI has no API that deletes files. Both folders must exist before ComfyUI starts.
+    ``port`` defaults to the runtime's usual one (a pod has its own network namespace; tests pick
+    a free port).
     """
     if runtime_type is RuntimeType.SDWEBUI:
         bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
+        port = port or 7860
         return RuntimeLaunch(
-            port=7860,
+            port=port,
             args=(
                 "--api",
                 "--nowebui",  # API only: /sdapi/v1/* without the Gradio UI
                 *bind,
-                "--port=7860",  # --nowebui would otherwise default to 7861
+                f"--port={port}",  # --nowebui would otherwise default to 7861
                 "--no-download-sd-model",  # never fetch a model at start-up
                 "--skip-load-model-at-start",  # the agent loads the task's model on demand
                 "--skip-version-check",
@@ -68,11 +72,12 @@ def runtime_launch(
             health_path="/sdapi/v1/options",
         )
     if runtime_type is RuntimeType.COMFYUI:
+        port = port or 8188
         return RuntimeLaunch(
-            port=8188,
+            port=port,
             args=(
                 f"--listen={listen}",
-                "--port=8188",
+                f"--port={port}",
                 "--disable-mmap",  # read safetensors whole: fast loads from instance-store NVMe
                 "--disable-auto-launch",
                 "--disable-api-nodes",  # no calls to paid cloud nodes from a private fleet
