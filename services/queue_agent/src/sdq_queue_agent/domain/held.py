@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,7 +52,9 @@ class Held:
     span: trace.Span
     task: TaskMessage | None = None
     phase: Phase = Phase.PREPARING
-    # True once this receive holds the status row's lease (the heartbeat renews it).
+    # This receive's name on the status row's lease, and whether it holds the lease (the
+    # heartbeat renews it).
+    holder: str = ""
     leased: bool = False
     signal: Signal | None = None
     signalled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -149,6 +152,7 @@ class HeldRegistry:
             next_extend=now + self._cfg.visibility / 3,
             next_cancel_check=now + self._cfg.cancel_poll_seconds,
             span=span,
+            holder=f"{self._cfg.agent_id}/{uuid.uuid4().hex[:12]}",
         )
         held.log = _log.bind(
             message_id=message.message_id,
@@ -206,7 +210,27 @@ class HeldRegistry:
         ]
         for held in check:
             held.next_cancel_check = now + self._cfg.cancel_poll_seconds
-        await asyncio.gather(*(self._check_cancel(h, h.task, status) for h in check if h.task))
+        renew = [h for h in due if h.leased and h.task is not None]
+        await asyncio.gather(
+            *(self._check_cancel(h, h.task, status) for h in check if h.task),
+            *(self._renew(h, h.task, status) for h in renew if h.task),
+        )
+
+    def lease_until(self) -> int:
+        """Epoch seconds until which a claim made or renewed now holds the row."""
+        return int(self._clock.now().timestamp() + self._cfg.lease_seconds)
+
+    async def _renew(self, held: Held, task: TaskMessage, status: StatusStore) -> None:
+        try:
+            if await status.renew(task.id, held.holder, self.lease_until()):
+                return
+        except TaskFailure as exc:
+            held.log.warning("could not renew the task's lease", error=str(exc))
+            return
+        if held.generating:  # another receive took the task over: stop and hand it back
+            held.log.warning("lost the task's lease; interrupting and handing it back")
+            held.leased = False
+            held.raise_signal("release")
 
     @staticmethod
     async def _check_cancel(held: Held, task: TaskMessage, status: StatusStore) -> None:

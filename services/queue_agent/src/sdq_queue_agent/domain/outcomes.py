@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 from sdq_contracts.keys import image_key, output_location, response_key
@@ -19,9 +20,9 @@ from sdq_contracts.messages import (
 )
 from sdq_queue_agent.domain.clock import Clock
 from sdq_queue_agent.domain.held import Held, HeldRegistry
-from sdq_queue_agent.domain.model import RuntimeResult
+from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, RuntimeResult
 from sdq_queue_agent.domain.parsing import PoisonMessage
-from sdq_queue_agent.domain.policy import Verdict, WorkerConfig, decide
+from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
 from sdq_queue_agent.domain.ports import (
     ObjectStore,
     ResultPublisher,
@@ -68,6 +69,9 @@ class Outcomes:
     def output_location(self, task: TaskMessage) -> str:
         return output_location(self._cfg.output_bucket, task.prefix, task.id)
 
+    def new_row(self, task: TaskMessage) -> NewRow:
+        return new_row(task, self._cfg, self._clock.now())
+
     # ----------------------------------------------------------------------- complete
 
     async def complete(self, job: Job, result: RuntimeResult) -> None:
@@ -81,7 +85,9 @@ class Outcomes:
             self._metrics.stage("upload", job.timings["upload"])
             started = self._clock.monotonic()
             with held.stage("status.update"):
-                announced = await self._status.complete(task.id, urls, self._clock.now())
+                announced = await self._status.complete(
+                    task.id, held.holder, urls, self._clock.now()
+                )
             with held.stage("notify"):
                 notification = None
                 if announced:
@@ -166,9 +172,13 @@ class Outcomes:
     # ----------------------------------------------------------------------- not claimed
 
     async def not_claimed(self, held: Held, outcome: NotClaimed) -> None:
-        """The status row refused the claim: the task already ended (announce it if its
+        """The status row refused the claim: another receive holds the task (hand this copy
+        back until its lease runs out), or the task already ended (announce it if its
         notification never went out, then delete the message)."""
         claim, task = outcome.claim, outcome.task
+        if claim.outcome is ClaimOutcome.HELD_ELSEWHERE:
+            await self._duplicate(held, claim.lease_until)
+            return
         state = claim.record.status.value if claim.record else "done"
         held.log.info("task already finished; deleting the redelivered message", status=state)
         try:
@@ -179,6 +189,21 @@ class Outcomes:
         except TaskFailure as exc:
             held.log.warning("could not settle a finished task's message", cause=str(exc))
         self._metrics.outcome("skipped")
+        await self._held.drop(held)
+
+    async def _duplicate(self, held: Held, lease_until: int) -> None:
+        """A second copy of a task another receive runs: back on the queue, visible again when
+        the holder's lease would have run out (by then the task ended and this copy is deleted,
+        or the holder died and this copy takes over)."""
+        remaining = lease_until - int(self._clock.now().timestamp()) + 1
+        delay = max(1, min(remaining, self._cfg.visibility, MAX_VISIBILITY))
+        try:
+            with held.within():
+                await self._queue.set_visibility(held.message, delay)
+        except TaskFailure as exc:
+            held.log.warning("could not delay a duplicate delivery", cause=str(exc))
+        held.log.info("duplicate delivery of a task held elsewhere; handed back", retry_in_s=delay)
+        self._metrics.outcome("duplicate")
         await self._held.drop(held)
 
     async def _announce_record(self, task: TaskMessage, held: Held, record: StatusRecord) -> None:
@@ -199,14 +224,22 @@ class Outcomes:
         log = held.log.bind(error_code=failure.code, error=failure.message)
         try:
             with held.within():
+                error = TaskError(
+                    code=failure.code, message=failure.message, permanent=decision.permanent
+                )
                 if decision.final and held.task is not None:
-                    error = TaskError(
-                        code=failure.code, message=failure.message, permanent=decision.permanent
+                    await self._status.fail(
+                        held.task.id, error, self._clock.now(), self.new_row(held.task)
                     )
-                    await self._status.fail(held.task, held.task.id, error, self._clock.now())
                     await self._publish(
                         self._notification(held.task, held, TaskState.FAILED, error=error)
                     )
+                elif held.task is not None and held.leased:
+                    retry_at = self._clock.now() + timedelta(seconds=decision.delay)
+                    await self._status.wait_to_retry(
+                        held.task.id, held.holder, error, retry_at, self._clock.now()
+                    )
+                    held.leased = False
                 if decision.verdict is Verdict.FAIL:
                     await self._queue.delete(message)
                     log.error("task failed permanently; message deleted")
@@ -236,7 +269,7 @@ class Outcomes:
             with held.within():
                 if last and poison.task_id is not None:
                     error = TaskError(code="invalid_message", message=poison.reason, permanent=True)
-                    await self._status.fail(None, poison.task_id, error, self._clock.now())
+                    await self._status.fail(poison.task_id, error, self._clock.now(), None)
                     await self._publish(
                         ResultNotification(
                             id=poison.task_id,
@@ -279,6 +312,7 @@ class Outcomes:
         """Hand the message back at once (visibility 0): another agent takes it."""
         try:
             with held.within():
+                await self._give_up_lease(held)
                 await self._queue.set_visibility(held.message, 0)
         except TaskFailure as exc:
             held.log.warning(
@@ -292,9 +326,15 @@ class Outcomes:
         """After an unexpected error: hand the message back after the backoff."""
         try:
             with held.within():
+                await self._give_up_lease(held)
                 await self._queue.set_visibility(
                     held.message, self._cfg.backoff(held.message.receive_count)
                 )
         except TaskFailure as exc:
             held.log.warning("could not delay the message", cause=str(exc))
         await self._held.drop(held)
+
+    async def _give_up_lease(self, held: Held) -> None:
+        if held.leased and held.task is not None:
+            await self._status.release(held.task.id, held.holder, self._clock.now())
+            held.leased = False

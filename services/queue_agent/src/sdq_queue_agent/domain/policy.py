@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
-from sdq_queue_agent.errors import TaskFailure
+from sdq_contracts.keys import output_location
+from sdq_contracts.messages import TaskMessage
+from sdq_queue_agent.domain.model import NewRow
+from sdq_queue_agent.errors import DeadlineExceededError, TaskFailure
 
 # SQS refuses a visibility timeout of 12 hours or more.
 MAX_VISIBILITY = 43_199
@@ -32,6 +36,10 @@ class WorkerConfig:
     runtime_poll_seconds: float = 2.0
     # How often a held task's status row is read for a cancel request (one GetItem each).
     cancel_poll_seconds: float = 5.0
+    # A task interrupted at its deadline is retried only when the runtime's config asks for it.
+    retry_on_deadline: bool = False
+    # Days a status row the agent had to create lives before DynamoDB's TTL deletes it.
+    status_ttl_days: int = 30
     # Who holds a claimed task (the status row's lease holder); unique per agent process.
     agent_id: str = "agent"
 
@@ -69,8 +77,20 @@ def decide(failure: TaskFailure, receive_count: int, config: WorkerConfig) -> Fa
     """What a failure does to the message: the one place that weighs permanence, the receive
     count and the backoff."""
     permanent = failure.permanent
+    if isinstance(failure, DeadlineExceededError) and not config.retry_on_deadline:
+        permanent = True
     if permanent:
         return FailureDecision(Verdict.FAIL, permanent=True)
     if receive_count >= config.max_receive_count:
         return FailureDecision(Verdict.FAIL_LAST, permanent=False)
     return FailureDecision(Verdict.RETRY, permanent=False, delay=config.backoff(receive_count))
+
+
+def new_row(task: TaskMessage, config: WorkerConfig, now: datetime) -> NewRow:
+    """The whole row (TTL included) the agent writes if the API's row is missing."""
+    return NewRow(
+        runtime=task.runtime,
+        tasktype=task.tasktype.value,
+        output_location=output_location(config.output_bucket, task.prefix, task.id),
+        expires_at=int((now + timedelta(days=config.status_ttl_days)).timestamp()),
+    )

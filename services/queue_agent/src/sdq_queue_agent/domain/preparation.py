@@ -19,11 +19,12 @@ from sdq_queue_agent.domain.model import (
     ClaimOutcome,
     FetchedInput,
     InputRef,
+    NewRow,
     ParsedTask,
     RuntimeRequest,
 )
 from sdq_queue_agent.domain.parsing import parse_task
-from sdq_queue_agent.domain.policy import WorkerConfig
+from sdq_queue_agent.domain.policy import WorkerConfig, new_row
 from sdq_queue_agent.domain.ports import InputFetcher, ObjectStore, Runtime, StatusStore
 from sdq_queue_agent.errors import (
     InputRefusedError,
@@ -82,6 +83,9 @@ class Preparer:
     def output_location(self, task: TaskMessage) -> str:
         return output_location(self._cfg.output_bucket, task.prefix, task.id)
 
+    def new_row(self, task: TaskMessage) -> NewRow:
+        return new_row(task, self._cfg, self._clock.now())
+
     async def prepare(self, held: Held) -> Job | NotClaimed:
         """Raises PoisonMessage, TaskCancelled (cancel asked before it ran) or a TaskFailure."""
         started = self._clock.monotonic()
@@ -102,9 +106,17 @@ class Preparer:
             with held.stage("claim_check"):
                 content = await self._claim_check(task)
         request = self._runtime.prepare(task, content)
+        now = self._clock.now()
         with held.stage("status.claim"):
-            claim = await self._status.claim(task, self.output_location(task), self._clock.now())
+            claim = await self._status.claim(
+                task.id,
+                self.new_row(task),
+                now,
+                held.holder,
+                int(now.timestamp() + self._cfg.lease_seconds),
+            )
         held.log.debug("claimed", outcome=claim.outcome.value)
+        held.leased = claim.outcome is ClaimOutcome.CLAIMED
         if claim.outcome is ClaimOutcome.CANCEL_REQUESTED:
             raise TaskCancelled
         if claim.outcome is not ClaimOutcome.CLAIMED:
