@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sdq_contracts import status
@@ -38,6 +38,55 @@ from sdq_queue_agent.errors import AwsError, InputRefusedError
 from sdq_queue_agent.metrics import AgentMetrics
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class LoopClock:
+    """The worker's clock read from the event loop, so :func:`virtual_time` governs it."""
+
+    def __init__(self) -> None:
+        self._wall = datetime.now(UTC)
+        self._start = _loop_time()
+
+    def now(self) -> datetime:
+        return self._wall + timedelta(seconds=_loop_time() - self._start)
+
+    def monotonic(self) -> float:
+        return _loop_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@contextlib.contextmanager
+def virtual_time() -> Iterator[None]:
+    """Run the current event loop on virtual time: whenever every task waits for a timer, the
+    loop jumps to that timer instead of sleeping. Tests of the worker (heartbeats, deadlines,
+    backoffs, drains) then take milliseconds; only in-memory fakes may run under it (no real
+    I/O waits)."""
+    loop = asyncio.get_running_loop()
+    selector = loop._selector  # type: ignore[attr-defined]
+    real_select, real_time = selector.select, loop.time
+    skipped = 0.0
+
+    def select(timeout: float | None = None) -> Any:
+        nonlocal skipped
+        events = real_select(0)
+        if events or timeout is None or timeout <= 0:
+            return events if events or timeout is not None else real_select(timeout)
+        skipped += timeout
+        return []
+
+    selector.select = select
+    loop.time = lambda: real_time() + skipped  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        selector.select = real_select
+        loop.time = real_time  # type: ignore[method-assign]
 
 
 @dataclass
@@ -69,10 +118,10 @@ class FakeQueue:
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility: int
     ) -> list[ReceivedMessage]:
-        deadline = time.monotonic() + wait_seconds
+        deadline = _loop_time() + wait_seconds
         await asyncio.sleep(0)
         while True:
-            now = time.monotonic()
+            now = _loop_time()
             out = []
             for msg in list(self.messages.values()):
                 if len(out) >= max_messages:
@@ -111,12 +160,12 @@ class FakeQueue:
         self.deleted.append(msg.id)
 
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
-        self._current(message.receipt_handle).visible_at = time.monotonic() + seconds
+        self._current(message.receipt_handle).visible_at = _loop_time() + seconds
         self.visibility_calls.append((message.message_id, seconds))
 
     async def extend(self, messages: Sequence[ReceivedMessage], seconds: int) -> None:
         for message in messages:
-            self._current(message.receipt_handle).visible_at = time.monotonic() + seconds
+            self._current(message.receipt_handle).visible_at = _loop_time() + seconds
             self.extends += 1
 
     async def is_empty(self) -> bool:
@@ -363,6 +412,7 @@ class Harness:
             webhooks=self.webhooks,
             runtime=self.runtime,
             metrics=AgentMetrics("sdruntime"),
+            clock=LoopClock(),
         )
 
     async def burst(self, timeout: float = 10.0) -> Worker:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from agent_fakes import PNG, make_harness, task_body
+from agent_fakes import PNG, make_harness, task_body, virtual_time
 
 from sdq_contracts.keys import image_key, response_key
 from sdq_contracts.messages import TaskState
@@ -15,6 +16,14 @@ from sdq_queue_agent.domain.model import RuntimeRequest
 from sdq_queue_agent.errors import RuntimeRejectedError, RuntimeUnavailableError
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+async def _virtual_time() -> AsyncIterator[None]:
+    """Every worker test runs on virtual time: no test waits for a heartbeat, deadline or
+    backoff in real time."""
+    with virtual_time():
+        yield
 
 
 async def test_completes_a_task_with_objects_status_notification_and_delete() -> None:
