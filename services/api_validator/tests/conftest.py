@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from sdq_api_validator.adapters.http import Api
 from sdq_api_validator.domain.service import ApiSettings, TaskService
@@ -13,6 +14,10 @@ from sdq_contracts import load_config, status
 from sdq_contracts.messages import StatusRecord, utcnow
 
 API_KEY = "sdq-test-key-7f3a9c1e5b"
+
+# Opt-in deep fuzzing of the API (CI runs the default, bounded example count):
+#   pytest --hypothesis-profile=sdq-fuzz services/api_validator/tests
+settings.register_profile("sdq-fuzz", max_examples=3000, deadline=None)
 
 
 class FakeStatusStore:

@@ -17,8 +17,6 @@ from sdq_contracts.messages import TaskState
 
 pytestmark = pytest.mark.unit
 
-settings.register_profile("sdq-fuzz", max_examples=3000)
-
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 24).decode()
 
 
