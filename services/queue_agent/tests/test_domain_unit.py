@@ -169,6 +169,25 @@ def test_only_explicit_fields_are_inputs() -> None:
         ("224.0.0.1", "multicast"),
         ("0.0.0.0", "unspecified"),
         ("93.184.216.34", None),
+        # issue 14: every address that is not globally routable, wrapped forms unwrapped
+        ("100.64.0.1", "not globally routable"),  # carrier-grade NAT (EKS custom networking)
+        ("::ffff:100.64.0.1", "not globally routable"),
+        ("2002:a9fe:a9fe::1", "metadata"),  # 6to4 carrying 169.254.169.254
+        ("2002:0a00:0001::1", "private"),  # 6to4 carrying 10.0.0.1
+        ("2002:5db8:d822::1", None),  # 6to4 carrying a public address
+        ("64:ff9b::a9fe:a9fe", "metadata"),  # NAT64 carrying the metadata address
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::5db8:d822", None),
+        ("64:ff9b:1::a00:1", "tunnelled"),  # local-use NAT64
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "tunnelled"),  # Teredo
+        ("::a9fe:a9fe", "metadata"),  # IPv4-compatible
+        ("::ffff:0:a00:1", "private"),  # IPv4-translated
+        ("198.18.0.1", "private"),  # benchmarking
+        ("192.0.0.170", "private"),
+        ("240.0.0.1", "reserved"),
+        ("fc00::1", "private"),
+        ("2001:db8::1", "private"),  # documentation
+        ("2606:4700::1111", None),
     ],
 )
 def test_address_policy(address: str, refused: str | None) -> None:

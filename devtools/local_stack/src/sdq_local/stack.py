@@ -194,6 +194,8 @@ class LocalStack:
                     "SDQ_OUTPUT_BUCKET": resources.output_bucket,
                     "SDQ_MODEL_BUCKET": resources.model_bucket,
                     "SDQ_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
+                    "SDQ_RETRY_ON_DEADLINE": str(runtime.retry_on_deadline).lower(),
+                    "SDQ_STATUS_TTL_DAYS": str(self.cfg.api.status_ttl_days),
                     "SDQ_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
                     "SDQ_HTTP_PORT": str(http_port),
                     "SDQ_DRAIN_SECONDS": "20",

@@ -152,6 +152,8 @@ class StatusRecord(BaseModel):
     cancel_requested: bool = False
     # While running: what the agent is doing ("generating", "uploading"); progress displays use it.
     stage: str | None = None
+    # While waiting out a retry backoff (stage "waiting_to_retry"): when the next attempt runs.
+    retry_at: datetime | None = None
     trace_id: str | None = None
     # Epoch seconds after which DynamoDB's TTL deletes the row.
     expires_at: int | None = None

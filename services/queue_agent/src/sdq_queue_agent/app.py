@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -57,6 +59,9 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         task_timeout=settings.task_timeout_seconds,
         visibility=settings.visibility,
         max_receive_count=settings.max_receive_count,
+        retry_on_deadline=settings.retry_on_deadline,
+        status_ttl_days=settings.status_ttl_days,
+        agent_id=f"{socket.gethostname()}:{os.getpid()}",
         max_input_bytes=settings.max_input_bytes,
         backoff_base=settings.retry_backoff_seconds,
         backoff_max=settings.retry_backoff_max_seconds,

@@ -58,6 +58,10 @@ class AgentSettings(BaseSettings):
     # --- task semantics ---
     task_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    # runtimes[].retry_on_deadline: retry a task interrupted at its deadline (default: fail it).
+    retry_on_deadline: bool = False
+    # Days a status row the agent must create lives (the API's status_ttl_days).
+    status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # Visibility the agent keeps on every held message (heartbeat every third of it).
     # Default: the task timeout plus a minute, like the queue's own default.
     visibility_seconds: Annotated[int, Field(ge=2, le=43_200)] | None = None
