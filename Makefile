@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 export SDQ_CONFIG := $(abspath $(CONFIG))
 
-PY_SRC := libs/contracts/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src cli/src k8s/src terraform/src
+PY_SRC := libs/contracts/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src devtools/conformance/src cli/src k8s/src terraform/src
 
 -include mk/*.mk
 
@@ -36,8 +36,8 @@ run: setup awscli ## the local stack end to end: a batch of every task type, ima
 # Tools some tests drive that cannot share the workspace venv (they pin their own botocore).
 test-deps: setup awscli checkov-venv
 
-test: test-deps ## every test (unit, integration against moto + the runtime emulator, e2e)
-	@$(PY) -m pytest -q
+test: test-deps ## every test but the conformance suite (unit, integration against moto + the runtime emulator, e2e)
+	@$(PY) -m pytest -q -m "not conformance"
 
 test-unit: setup ## the fast unit layer only
 	@$(PY) -m pytest -q -m unit

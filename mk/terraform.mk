@@ -3,7 +3,8 @@
 # offline mirror $(SDQ_TF_PLUGIN_MIRROR), default /opt/tf-plugins; shared plugin cache).
 # Emulator mode: `make apply SDQ_TF_ENDPOINT=http://127.0.0.1:PORT` (routing, model_sync, runtimes).
 # After a cloud apply: AGENT_VERSION=<released queue agent tag> writes build/outputs/k8s.json,
-# then the k8s overlay is rendered + validated (mk/k8s.mk), and applied with K8S_APPLY=yes.
+# then the k8s overlay is rendered + validated (mk/k8s.mk); with K8S_APPLY=yes `make platform`
+# installs the pinned add-ons and applies it. `make destroy` drains Karpenter's nodes first.
 
 INFRA := $(PY) -m sdq_infra
 CHECKOV_VERSION := 3.3.30
@@ -23,20 +24,27 @@ synth: setup ## synthesize every Terraform stack (build/cdktf.out/stacks/<stack>
 plan: lambda-zips ## terraform init + plan every stack in order (STACKS="a b" to pick)
 	@$(INFRA) plan $(if $(STACKS),--stacks $(STACKS))
 
-apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, render + validate the k8s overlay (AGENT_VERSION=v, K8S_APPLY=yes)
+apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, render + validate the k8s overlay (AGENT_VERSION=v); K8S_APPLY=yes: + make platform
 	@$(INFRA) apply $(if $(STACKS),--stacks $(STACKS)) $(if $(AGENT_VERSION),--agent-version $(AGENT_VERSION))
 	@if [ -n "$(SDQ_TF_ENDPOINT)" ]; then \
 	  echo "emulator mode: no k8s overlay"; \
 	elif [ ! -f $(OUTPUTS)/k8s.json ]; then \
 	  echo "k8s overlay skipped: no $(OUTPUTS)/k8s.json (reason above)"; \
 	elif [ "$(K8S_APPLY)" = yes ]; then \
-	  $(MAKE) --no-print-directory k8s-apply ENV=$(ENV) OUTPUTS=$(OUTPUTS); \
+	  $(MAKE) --no-print-directory platform ENV=$(ENV) OUTPUTS=$(OUTPUTS); \
 	else \
 	  $(MAKE) --no-print-directory k8s-validate ENV=$(ENV) OUTPUTS=$(OUTPUTS) && \
-	  echo "overlay $(K8S_OVERLAY) rendered and valid; apply it with K8S_APPLY=yes (or make k8s-apply)"; \
+	  echo "overlay $(K8S_OVERLAY) rendered and valid; install the platform with K8S_APPLY=yes (or make platform)"; \
 	fi
 
-destroy: setup ## destroy the stacks in reverse order (needs CONFIRM=yes; keeps `state`)
+destroy: setup ## drain Karpenter's nodes, then destroy the stacks in reverse order (needs CONFIRM=yes; keeps `state`)
+	@# Karpenter's instances are not in Terraform's state: end them while the cluster still runs.
+	@# SKIP_DRAIN=yes when the cluster is already gone or unreachable (then check EC2 yourself).
+	@if [ "$(CONFIRM)" = yes ] && [ "$(SKIP_DRAIN)" != yes ] && [ -z "$(SDQ_TF_ENDPOINT)" ] && \
+	   [ -f $(OUTPUTS)/cluster.json ] && \
+	   { [ -z "$(STACKS)" ] || [ -n "$(filter cluster network,$(STACKS))" ]; }; then \
+	  $(MAKE) --no-print-directory k8s-drain OUTPUTS=$(OUTPUTS); \
+	fi
 	@$(INFRA) destroy $(if $(filter yes,$(CONFIRM)),--yes) $(if $(STACKS),--stacks $(STACKS))
 
 doctor: setup ## check AWS credentials, terraform, provider mirror, kubectl, docker

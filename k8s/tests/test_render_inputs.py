@@ -19,14 +19,17 @@ from sdq_k8s.outputs import (
     resolve_outputs,
 )
 from sdq_k8s.render import (
+    DEFAULT_AMI_ALIAS,
     K8S_ROOT,
     Knobs,
     RenderError,
     RenderRequest,
+    check_ami_alias,
     node_user_data,
     render_overlay,
     split_image,
 )
+from sdq_k8s.validate import validate_docs
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +125,57 @@ def test_cli_reports_a_bad_config_without_traceback(
     bad.write_text("stack_name: sdq\n")
     assert main(["render", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "invalid deployment config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "ok"),
+    [
+        ("Deployment", "sd15-runtime", True),
+        ("ConfigMap", "agent-env-7f8c9d", True),
+        ("Deployment", "Bad_Name", False),
+        ("Deployment", "sd15-", False),
+        ("NodePool", "a.b", False),  # becomes the karpenter.sh/nodepool label value
+        ("ConfigMap", "a.b", True),
+        ("NodePool", "x" * 64, False),
+        ("Service", "1collector", False),
+        ("Namespace", "", False),
+    ],
+)
+def test_metadata_names_follow_kubernetes_rules(kind: str, name: str, ok: bool) -> None:
+    doc = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}}
+    findings = [f for f in validate_docs([doc], "1.33") if "metadata.name" in f.message]
+    assert (findings == []) is ok, findings
+
+
+def test_check_reports_a_rendered_object_with_a_bad_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "dev"
+    args = ["--config", str(CONFIG), "--env", "dev"]
+    assert main(["render", *args, "--outputs", str(tmp_path / "none"), "--out", str(out)]) == 0
+    top = out / "kustomization.yaml"
+    data = yaml.safe_load(top.read_text())
+    data["namePrefix"] = "Bad_"  # every object's name becomes invalid
+    top.write_text(yaml.safe_dump(data))
+    assert main(["check", *args, "--dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "INVALID Deployment/Bad_sdruntime-runtime: metadata.name" in err
+    assert "DNS-1123" in err
+
+
+@pytest.mark.parametrize("alias", ["al2023@latest", "al2@v20260714", "al2023@20260714", ""])
+def test_ami_alias_must_pin_an_al2023_release(alias: str, tmp_path: Path) -> None:
+    req = RenderRequest(
+        env="dev",
+        config=load_config(CONFIG),
+        outputs=parse_outputs(_example()),
+        out_dir=tmp_path / "o",
+        knobs=Knobs(ami_alias=alias),
+    )
+    with pytest.raises(RenderError, match="pinned AL2023 release"):
+        render_overlay(req)
+
+
+def test_default_ami_alias_is_a_pinned_release() -> None:
+    assert check_ami_alias(Knobs().ami_alias) == DEFAULT_AMI_ALIAS
+    assert DEFAULT_AMI_ALIAS.startswith("al2023@v")

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 from sdq_contracts import naming
+from sdq_contracts.config import RuntimeType
+from sdq_contracts.launch import COMFYUI_DATA_DIR
 from sdq_k8s.outputs import image_is_pinned
+from sdq_k8s.render import DEFAULT_AMI_ALIAS
 from sdq_k8s.validate import validate_docs
 
 pytestmark = pytest.mark.unit
@@ -177,9 +180,7 @@ def test_gpu_scheduling_targets_the_runtime_nodepool(rendered: Any) -> None:
         runtime = next(c for c in pod["containers"] if c["name"] == "runtime")
         assert runtime["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert "startupProbe" in runtime
-        probe = runtime["startupProbe"]["httpGet"]["path"]
-        assert probe == {"sdwebui": "/sdapi/v1/memory", "comfyui": "/system_stats"}[rt.type.value]
-        assert any(a.startswith("--disable-mmap") for a in runtime["args"])
+        # path and args: test_launch_args.py (generated from sdq_contracts.launch)
 
 
 def test_agent_runs_locked_down(rendered: Any) -> None:
@@ -244,7 +245,7 @@ def test_ec2nodeclass_tags_storage_and_user_data(rendered: Any, node_sync_script
     assert spec["instanceStorePolicy"] == "RAID0"
     assert spec["instanceProfile"] == rendered.outputs.karpenter_instance_profile
     assert "role" not in spec  # Karpenter v1: `role` or `instanceProfile`, never both
-    assert spec["amiSelectorTerms"][0]["alias"].startswith("al2023@")
+    assert spec["amiSelectorTerms"] == [{"alias": DEFAULT_AMI_ALIAS}]  # pinned, never latest
     for terms in (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]):
         assert terms == [{"tags": {"karpenter.sh/discovery": cluster}}]
     user_data = spec["userData"]
@@ -265,3 +266,42 @@ def test_collector_runs_as_the_account_terraform_binds_to_xray(rendered: Any) ->
     pod = collector["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == naming.COLLECTOR_SERVICE_ACCOUNT
     assert collector["metadata"]["namespace"] == ns
+
+
+def test_a_rollout_at_max_replicas_never_needs_a_gpu_over_the_nodepool_limit(
+    rendered: Any,
+) -> None:
+    # NodePool limits.nvidia.com/gpu == max_replicas: a surge pod at max_replicas would stay
+    # Pending for ever. Replace in place instead (one drained, its GPU reused).
+    for rt in rendered.config.runtimes:
+        deploy = _worker_of(rendered, rt.name)
+        strategy = deploy["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate"
+        assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+        pool = rendered.one("NodePool", naming.gpu_nodepool_name(rendered.config, rt))
+        gpus = _container(deploy, "runtime")["resources"]["limits"]["nvidia.com/gpu"]
+        surge = strategy["rollingUpdate"]["maxSurge"]
+        assert (rt.scaling.max_replicas + surge) * gpus <= pool["spec"]["limits"]["nvidia.com/gpu"]
+
+
+def test_comfyui_files_are_shared_with_the_agent_that_removes_them(rendered: Any) -> None:
+    """ComfyUI has no API that deletes files: its input/output folders (runtime_launch's data
+    dir) are emptyDirs the agent also mounts, and the agent is told where they are."""
+    comfy = [rt for rt in rendered.config.runtimes if rt.type is RuntimeType.COMFYUI]
+    assert comfy
+    for rt in comfy:
+        deploy = _worker_of(rendered, rt.name)
+        args = _container(deploy, "runtime")["args"]
+        assert f"--input-directory={COMFYUI_DATA_DIR}/input" in args
+        assert f"--output-directory={COMFYUI_DATA_DIR}/output" in args
+        volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+        for container in ("runtime", "queue-agent"):
+            mounts = {
+                m["mountPath"]: m
+                for m in _container(deploy, container)["volumeMounts"]
+                if "emptyDir" in volumes[m["name"]]
+            }
+            for sub in ("input", "output"):
+                mount = mounts[f"{COMFYUI_DATA_DIR}/{sub}"]  # the agent deletes, so writable
+                assert not mount.get("readOnly"), (container, sub)
+        assert _agent_env(rendered, deploy)["SDQ_COMFYUI_DATA_DIR"] == COMFYUI_DATA_DIR

@@ -202,11 +202,21 @@ def test_every_pod_identity_association_has_its_service_account(
     assert (ns, naming.COLLECTOR_SERVICE_ACCOUNT) in associations & rendered
     for rt in cfg.runtimes:
         assert (ns, naming.service_account_name(rt)) in associations & rendered
-    install = (REPO / "k8s" / "README.md").read_text(encoding="utf-8")
-    assert f"--namespace {naming.KARPENTER_NAMESPACE}" in install
-    assert f"serviceAccount.name={naming.KARPENTER_SERVICE_ACCOUNT}" in install
-    assert f"--namespace {naming.KEDA_NAMESPACE}" in install
-    assert f"serviceAccount.operator.name={naming.KEDA_SERVICE_ACCOUNT}" in install
+    # `make platform` (sdq_k8s.platform) installs both charts with exactly these accounts.
+    from sdq_k8s.outputs import ClusterOutputs
+    from sdq_k8s.platform import KARPENTER, KEDA, helm_settings, target_for
+
+    target = target_for(
+        cfg, ClusterOutputs(cluster_name="c", karpenter_interruption_queue="q"), tmp_path
+    )
+    assert KARPENTER.namespace == naming.KARPENTER_NAMESPACE
+    assert helm_settings(KARPENTER, target)["serviceAccount.name"] == (
+        naming.KARPENTER_SERVICE_ACCOUNT
+    )
+    assert KEDA.namespace == naming.KEDA_NAMESPACE
+    assert helm_settings(KEDA, target)["serviceAccount.operator.name"] == (
+        naming.KEDA_SERVICE_ACCOUNT
+    )
 
 
 # --- the hand-off's refusals (no synthesis needed) -------------------------------------------

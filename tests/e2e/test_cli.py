@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import time
 import urllib.request
 
+import boto3
 import pytest
 from PIL import Image
 
@@ -60,11 +62,42 @@ def _set_latency(info, runtime: str, seconds: float) -> None:
         pass
 
 
+def _notifications(info, ids: set[str], timeout: float = 20.0) -> list[dict]:
+    """Every result notification for ``ids`` on the stack's results queue: waits until each id
+    has one, then one more poll so a duplicate would show."""
+    sqs = boto3.client(
+        "sqs",
+        region_name=info["region"],
+        endpoint_url=info["aws_endpoint"],
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
+    )
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    extra = False
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(
+            QueueUrl=info["results_queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        for msg in got:
+            body = json.loads(msg["Body"])
+            body = json.loads(body["Message"]) if "Message" in body else body
+            if body.get("id") in ids:
+                seen.append(body)
+        if ids <= {n["id"] for n in seen} and not got:
+            if extra:
+                break
+            extra = True
+    return seen
+
+
 def test_local_up_is_idempotent_and_status_reports_it(stack, repo_root):
     state, info = stack
     again, started = local.up(state, str(repo_root / "config.yaml"), 0.3, [])
     assert not started
     assert again["api_url"] == info["api_url"]
+    # stack.json holds the API key: readable by its owner only
+    assert stat.S_IMODE((state / local.STACK_FILE).stat().st_mode) == 0o600
 
 
 def test_submit_and_wait_for_every_task_type(sdq, repo_root, tmp_path):
@@ -169,6 +202,12 @@ def test_cancel_a_queued_a_prefetched_and_a_generating_task(sdq, stack):
             assert state == "cancelled", task_id
         code, _, _ = sdq("cancel", "cli-slow-1")
         assert code == Exit.OK  # cancelling again is harmless
+        # every task ends with exactly one notification, cancelled-while-queued included
+        ids = {"cli-slow-1", "cli-slow-2", "cli-slow-3"}
+        notes = _notifications(info, ids)
+        assert sorted((n["id"], n["status"]) for n in notes) == [
+            (task_id, "cancelled") for task_id in sorted(ids)
+        ]
     finally:
         _set_latency(info, "sdruntime", 0.3)
 

@@ -69,7 +69,8 @@ async def test_a_text_to_image_task_end_to_end(stack, repo_root, tmp_path):
     assert note.status.value == "completed"
     assert note.result is True
     assert note.image_url == [f"s3://{bucket}/{image_key('output', 'example-t2i', 1)}"]
-    assert note.output_url == f"s3://{bucket}/output/example-t2i"
+    assert note.output_url == f"s3://{bucket}/{response_key('output', 'example-t2i')}"
+    assert note.output_location == f"s3://{bucket}/output/example-t2i"
     assert note.timings
     assert note.timings["generate"] >= 0.2
 

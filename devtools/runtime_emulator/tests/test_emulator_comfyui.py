@@ -413,3 +413,175 @@ async def test_view_rejects_traversal_and_unknown_files(emulator, http):
         assert response.status == 400
     async with http.get(f"{emulator.url}/view", params={"filename": "none.png"}) as response:
         assert response.status == 404
+
+
+# --- behaviours of the real v0.8.0 (see /work/shared/runtimes/README.md) ----------------
+
+
+async def _upload(http, url: str, data: bytes, name: str, subfolder: str = "") -> str:
+    form = aiohttp.FormData()
+    form.add_field("image", data, filename=name, content_type="image/png")
+    form.add_field("subfolder", subfolder)
+    async with http.post(f"{url}/upload/image", data=form) as response:
+        body = await response.json()
+    return f"{body['subfolder']}/{body['name']}" if body["subfolder"] else body["name"]
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_img2img_graph_encodes_the_input_cropped_to_multiples_of_8(emulator, http):
+    name = await _upload(http, emulator.url, _png(100, 70), "in.png")
+    graph = workflows.img2img("a cat", name, steps=2, filename_prefix="i2i")
+    status, answer = await post_prompt(http, emulator.url, graph, client_id="c")
+    assert status == 200 and answer["node_errors"] == {}
+    entry = await wait_history(http, emulator.url, answer["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    [image] = entry["outputs"]["9"]["images"]
+    assert (await view(http, emulator.url, image)).size == (96, 64)
+
+
+async def test_upscale_graph_saves_both_sizes(emulator, http):
+    graph = workflows.hires_upscale("a dog", width=128, height=64, scale_by=2.0)
+    status, answer = await post_prompt(http, emulator.url, graph, client_id="c")
+    assert status == 200
+    entry = await wait_history(http, emulator.url, answer["prompt_id"])
+    sizes = [
+        (await view(http, emulator.url, entry["outputs"][node]["images"][0])).size
+        for node in ("9", "13")
+    ]
+    assert sizes == [(128, 64), (256, 128)]
+
+
+async def test_unknown_node_class_is_refused_with_the_node_id(emulator, http):
+    graph = workflows.txt2img("x")
+    graph["8"]["class_type"] = "ControlNetApplyAdvanced"
+    status, answer = await post_prompt(http, emulator.url, graph)
+    assert status == 400
+    assert answer == {
+        "error": {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because node ControlNetApplyAdvanced does not exist.",
+            "details": "Node ID '#8'",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
+
+
+async def test_upscale_model_without_models_fails_validation(emulator, http):
+    graph = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+        "3": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+        },
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "u"}},
+    }
+    status, answer = await post_prompt(http, emulator.url, graph)
+    assert status == 400
+    [error] = answer["node_errors"]["2"]["errors"]
+    assert error["type"] == "value_not_in_list"
+
+
+async def test_upscale_model_from_the_models_dir(tmp_path, http):
+    (tmp_path / "upscale_models").mkdir()
+    (tmp_path / "upscale_models" / "2x-Tiny.pth").write_bytes(b"weights")
+    graph = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 4, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "2x-Tiny.pth"}},
+        "3": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+        },
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "u"}},
+    }
+    async with running_emulator(models_dir=str(tmp_path)) as emulator:
+        async with http.get(f"{emulator.url}/models/upscale_models") as response:
+            assert await response.json() == ["2x-Tiny.pth"]
+        status, answer = await post_prompt(http, emulator.url, graph, client_id="c")
+        assert status == 200, answer
+        entry = await wait_history(http, emulator.url, answer["prompt_id"])
+        image = entry["outputs"]["4"]["images"][0]
+        assert (await view(http, emulator.url, image)).size == (16, 8)
+
+
+async def test_plain_base64_in_load_image_is_taken_as_a_file_name(emulator, http):
+    import base64
+
+    encoded = base64.b64encode(_png(8, 8)).decode()
+    status, answer = await post_prompt(http, emulator.url, workflows.load_invert_save(encoded))
+    assert status == 400
+    [error] = answer["node_errors"]["1"]["errors"]
+    assert error["type"] == "custom_validation_failed"
+    assert error["details"].startswith("image - Invalid image file: iVBOR")
+
+
+async def test_features_and_model_folders(emulator, http):
+    async with http.get(f"{emulator.url}/features") as response:
+        features = await response.json()
+    assert features["max_upload_size"] == 100 * 1024 * 1024
+    async with http.get(f"{emulator.url}/models") as response:
+        folders = await response.json()
+    assert folders[0] == "checkpoints" and "upscale_models" in folders
+    async with http.get(f"{emulator.url}/models/checkpoints") as response:
+        assert "v1-5-pruned-emaonly.safetensors" in await response.json()
+    async with http.get(f"{emulator.url}/models/nope") as response:
+        assert response.status == 404
+
+
+async def test_jobs_routes_of_v0_8_0(emulator, http):
+    status, answer = await post_prompt(
+        http, emulator.url, workflows.txt2img("x", width=64, height=64, steps=1), client_id="c"
+    )
+    prompt_id = answer["prompt_id"]
+    await wait_history(http, emulator.url, prompt_id)
+    async with http.get(f"{emulator.url}/api/jobs/{prompt_id}") as response:
+        job = await response.json()
+    assert job["id"] == prompt_id and job["status"] == "completed"
+    assert job["outputs"]["9"]["images"] and job["execution_status"]["status_str"] == "success"
+    async with http.get(f"{emulator.url}/api/jobs", params={"limit": "1"}) as response:
+        listed = await response.json()
+    assert [j["id"] for j in listed["jobs"]] == [prompt_id]
+    assert "outputs" not in listed["jobs"][0]
+    async with http.get(f"{emulator.url}/api/jobs/{'0' * 8}") as response:
+        assert (response.status, await response.json()) == (404, {"error": "Job not found"})
+    # v0.8.0 has no cancel route: aiohttp's plain 404.
+    async with http.post(f"{emulator.url}/api/jobs/{prompt_id}/cancel") as response:
+        assert response.status == 404
+        assert response.content_type == "text/plain"
+    # ... and takes any client-chosen prompt_id.
+    status, _ = await post_prompt(
+        http, emulator.url, workflows.txt2img("y", width=64, height=64, steps=1), prompt_id="mine"
+    )
+    assert status == 200
+
+
+async def test_newer_api_cancels_jobs_and_wants_uuid_prompt_ids(http):
+    async with running_emulator(comfyui_api="newer", hang_next=1) as emulator:
+        graph = workflows.txt2img("x", width=64, height=64, steps=1)
+        status, answer = await post_prompt(http, emulator.url, graph, prompt_id="mine")
+        assert status == 400 and answer["error"]["type"] == "invalid_prompt_id"
+        prompt_id = "5b0f3f4e-3a4c-4d7e-9a55-0c1f2d3e4f50"
+        async with http.ws_connect(f"{emulator.url}/ws?clientId=c") as ws:
+            status, _ = await post_prompt(
+                http, emulator.url, graph, prompt_id=prompt_id, client_id="c"
+            )
+            assert status == 200
+            await wait_executing(ws, "3")
+            async with http.post(f"{emulator.url}/api/jobs/{prompt_id}/cancel") as response:
+                assert response.status == 200
+            frames = await collect(ws, prompt_id)
+        assert "execution_interrupted" in [f["type"] for f in frames]
+        async with http.post(f"{emulator.url}/api/jobs/{prompt_id}/cancel") as response:
+            assert response.status == 404 and (await response.json()) == {"error": "Job not found"}

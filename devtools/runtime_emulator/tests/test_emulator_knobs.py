@@ -41,7 +41,7 @@ def test_knobs_constructor_validates_fields():
 
 async def test_slow_start_answers_503_except_on_knobs_then_becomes_ready(http):
     async with running_emulator(slow_start_s=0.4) as emulator:
-        for path in ("/sdapi/v1/options", "/system_stats", "/internal/ping"):
+        for path in ("/sdapi/v1/options", "/system_stats", "/sdapi/v1/memory"):
             async with http.get(f"{emulator.url}{path}") as response:
                 assert response.status == 503
         async with http.get(f"{emulator.url}/emulator/knobs") as response:
@@ -101,12 +101,12 @@ async def test_comfyui_http_500_injection_on_prompt(emulator, http):
         assert response.status == 200
 
 
-async def test_sdwebui_execution_error_is_500_runtime_error(emulator, http):
+async def test_sdwebui_execution_error_is_500_out_of_memory(emulator, http):
     await set_knobs(http, emulator.url, fail_next=1, fail_kind="execution_error")
     async with http.post(f"{emulator.url}{TXT2IMG}", json=SMALL) as response:
         assert response.status == 500
         body = await response.json()
-    assert body["error"] == "RuntimeError"
+    assert body["error"] == "OutOfMemoryError" and "out of memory" in body["errors"]
     assert emulator.state.stats.sdwebui.generations_failed == 1
 
 

@@ -117,7 +117,7 @@ async def test_img2img_without_init_image_is_404(emulator, http):
             "error": "HTTPException",
             "detail": "Init image not found",
             "body": "",
-            "errors": "404: Init image not found",
+            "errors": "",
         }
 
 
@@ -286,9 +286,9 @@ async def test_health_routes(emulator, http):
     async with http.get(f"{emulator.url}{SD}/memory") as response:
         memory = await response.json()
     assert memory["ram"]["total"] > 0
+    # API-only mode (--api --nowebui) has no /internal/ping.
     async with http.get(f"{emulator.url}/internal/ping") as response:
-        assert response.status == 200
-        assert await response.json() == {}
+        assert response.status == 404
 
 
 async def test_stats_count_requests_per_route(emulator, http):
@@ -316,3 +316,106 @@ async def emulator_knobs(http: aiohttp.ClientSession, url: str, **knobs: object)
     async with http.post(f"{url}/emulator/knobs", json=knobs) as response:
         assert response.status == 200
         return await response.json()
+
+
+# --- behaviours observed on the real v1.10.1 (see /work/shared/runtimes/README.md) --------
+
+
+async def test_size_is_rounded_down_to_multiples_of_8(emulator, http, helpers):
+    body = {"prompt": "x", "width": 100, "height": 71, "steps": 1}
+    async with http.post(f"{emulator.url}{SD}/txt2img", json=body) as response:
+        result = await response.json()
+    assert helpers.png_image(result["images"][0]).size == (96, 64)
+    assert (result["parameters"]["width"], result["parameters"]["height"]) == (96, 64)
+
+
+@pytest.mark.parametrize(
+    ("asked", "used"),
+    [("No Such Sampler", "DPM++ 2M"), (None, "Euler"), ("Euler a", "Euler a")],
+)
+async def test_unknown_sampler_falls_back_silently_to_the_default(emulator, http, asked, used):
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 1, "sampler_name": asked}
+    async with http.post(f"{emulator.url}{SD}/txt2img", json=body) as response:
+        assert response.status == 200
+        result = await response.json()
+    assert result["parameters"]["sampler_name"] == used
+    assert json.loads(result["info"])["sampler_name"] == used
+
+
+async def test_samplers_upscalers_and_scripts_are_listed(emulator, http):
+    async with http.get(f"{emulator.url}{SD}/samplers") as response:
+        samplers = [s["name"] for s in await response.json()]
+    async with http.get(f"{emulator.url}{SD}/upscalers") as response:
+        upscalers = [u["name"] for u in await response.json()]
+    async with http.get(f"{emulator.url}{SD}/scripts") as response:
+        scripts = await response.json()
+    assert samplers[0] == "DPM++ 2M" and "Euler a" in samplers
+    assert {"None", "Lanczos", "Nearest"} <= set(upscalers)
+    assert scripts["txt2img"] == [
+        "prompt matrix",
+        "prompts from file or textbox",
+        "x/y/z plot",
+        "extra options",
+        "Hypertile",
+        "refiner",
+        "sampler",
+        "seed",
+    ]
+    assert "soft inpainting" in scripts["img2img"]
+    assert "controlnet" not in scripts["txt2img"]
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("controlnet", "Script 'controlnet' not found"),
+        ("sd_model_checkpoint", "Script 'sd_model_checkpoint' not found"),
+        ("x/y/z plot", "Cannot have a selectable script in the always on scripts params"),
+    ],
+)
+async def test_unknown_alwayson_script_is_422_naming_it(emulator, http, name, detail):
+    body = {"prompt": "x", "width": 64, "height": 64, "alwayson_scripts": {name: {"args": []}}}
+    async with http.post(f"{emulator.url}{SD}/txt2img", json=body) as response:
+        assert response.status == 422
+        assert await response.json() == {
+            "error": "HTTPException",
+            "detail": detail,
+            "body": "",
+            "errors": "",  # as v1.10.1 renders an HTTPException
+        }
+    assert emulator.state.stats.sdwebui.generations_started == 0
+
+
+async def test_known_alwayson_script_is_accepted(emulator, http):
+    body = {"prompt": "x", "width": 64, "height": 64, "alwayson_scripts": {"Seed": {"args": []}}}
+    async with http.post(f"{emulator.url}{SD}/txt2img", json=body) as response:
+        assert response.status == 200
+
+
+async def test_batch_images_need_a_name(emulator, http, helpers):
+    image = helpers.png_b64(16, 16, (1, 2, 3))
+    body = {"imageList": [{"data": image, "name": "a"}, {"data": image}], "upscaling_resize": 1}
+    async with http.post(f"{emulator.url}{SD}/extra-batch-images", json=body) as response:
+        assert response.status == 422
+        detail = (await response.json())["detail"]
+    assert detail == [
+        {
+            "loc": ["body", "imageList", 1, "name"],
+            "msg": "field required",
+            "type": "value_error.missing",
+        }
+    ]
+
+
+async def test_unknown_upscaler_and_bad_image_are_500_with_the_error_body(emulator, http, helpers):
+    body = {"image": helpers.png_b64(16, 16, (1, 2, 3)), "upscaler_1": "4x-Nope"}
+    async with http.post(f"{emulator.url}{SD}/extra-single-image", json=body) as response:
+        assert response.status == 500
+        error = await response.json()
+    assert error["error"] == "AssertionError"
+    assert error["errors"] == "could not find upscaler named 4x-Nope"
+    async with http.post(
+        f"{emulator.url}{SD}/extra-single-image", json={"image": "%%%"}
+    ) as response:
+        assert response.status == 500
+        assert (await response.json())["detail"] == "Invalid encoded image"

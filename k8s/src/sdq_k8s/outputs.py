@@ -16,6 +16,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 OUTPUTS_FILE = "k8s.json"
+# The cluster stack's own outputs (sdq_infra.deploy.write_outputs): what the platform install
+# and drain aim at (cluster name, Karpenter's interruption queue).
+CLUSTER_OUTPUTS_FILE = "cluster.json"
 EXAMPLE_OUTPUTS = Path(__file__).resolve().parents[2] / "outputs.example.json"
 
 _ARN_ROLE = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
@@ -86,6 +89,15 @@ class IacOutputs(_Frozen):
     runtimes: Mapping[str, RuntimeOutputs]
 
 
+class ClusterOutputs(BaseModel):
+    """The subset of ``build/outputs/cluster.json`` the platform needs (other keys ignored)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    cluster_name: Annotated[str, Field(pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")]
+    karpenter_interruption_queue: Annotated[str, Field(pattern=r"^[\w-]{1,80}$")]
+
+
 def _unwrap(data: Mapping[str, Any]) -> dict[str, Any]:
     """Accept `terraform output -json` ({"k": {"value": v, ...}}) as well as {"k": v}."""
     out: dict[str, Any] = {}
@@ -130,3 +142,25 @@ def resolve_outputs(outputs_dir: Path) -> tuple[IacOutputs, Path]:
     real = outputs_dir / OUTPUTS_FILE
     path = real if real.is_file() else EXAMPLE_OUTPUTS
     return load_outputs(path), path
+
+
+def load_cluster_outputs(outputs_dir: Path) -> ClusterOutputs:
+    """``<outputs_dir>/cluster.json``, written when `make apply` applied the cluster stack."""
+    path = outputs_dir / CLUSTER_OUTPUTS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputsError(
+            f"no {path}: apply the cluster stack first (`make apply`), it writes that file"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OutputsError(f"cannot read the cluster outputs {path}: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise OutputsError(f"cluster outputs {path}: expected a JSON object")
+    try:
+        return ClusterOutputs.model_validate(_unwrap(data))
+    except ValidationError as exc:
+        lines = "\n".join(
+            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise OutputsError(f"invalid cluster outputs {path}:\n{lines}") from None

@@ -16,6 +16,7 @@ Layout written (all generated; `kubectl kustomize overlays/<env>` renders the wh
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import yaml
 
 from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig, RuntimeConfig
+from sdq_contracts.launch import ALL_INTERFACES, runtime_launch
 from sdq_k8s.outputs import IacOutputs, image_is_pinned
 
 K8S_ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +38,26 @@ NODE_SYNC_SCRIPT = REPO_ROOT / "services" / "model_sync" / "node" / "sdq-model-s
 # the model_sync Lambda's SSM command runs the same path. NODE_SYNC_ENV_FILE holds its settings.
 NODE_SYNC_INSTALL_PATH = "/opt/sdq/sdq-model-sync.sh"
 NODE_SYNC_ENV_FILE = "/etc/sdq/model-sync.env"
+# The systemd unit that runs the boot-time sync (installed by the user data, started --no-block).
+NODE_SYNC_UNIT = "sdq-model-sync.service"
+# AL2023's nodeadm-run.service ("nodeadm init --skip config", After=cloud-final.service) runs the
+# local-disk aspect (setup-local-disks raid0: builds the array and mounts it here), then starts
+# kubelet. It runs AFTER the user-data script, so the sync must be ordered after it, not run inline.
+NODEADM_RUN_UNIT = "nodeadm-run.service"
 # Mount point of the instance-store RAID0 array (AL2023 setup-local-disks: <dir>/0).
 RAID_MOUNT = "/mnt/k8s-disks/0"
+# The node script's manifest, relative to the cache (`state=$dest/.sdq-sync`,
+# `manifest=$state/manifest.tsv`): written once a sync pass has listed the bucket and mirrored it.
+# Worker pods wait for it (init container) before the runtime starts or the agent takes a task.
+MODEL_MANIFEST_RELPATH = ".sdq-sync/manifest.tsv"
+# Where a worker pod sees the node's model cache, and the files sdq gives a runtime (ComfyUI's
+# extra_model_paths.yaml): the models_dir / config_dir given to sdq_contracts.launch.
+MODELS_MOUNT = "/models"
+RUNTIME_CONFIG_DIR = "/etc/sdq"
+# EKS AL2023 AMI release the GPU nodes run (amazon-eks-ami release tag; v20260714 ships
+# amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260714). A new pin drifts the nodes.
+DEFAULT_AMI_ALIAS = "al2023@v20260714"
+_AMI_ALIAS = re.compile(r"^al2023@v\d{8}$")
 # EC2 refuses user data above 16 KiB; keep room for the NodeConfig part Karpenter merges in.
 MAX_USER_DATA_BYTES = 14 * 1024
 _HEREDOC = "SDQ_MODEL_SYNC_EOF"
@@ -58,11 +78,14 @@ class Knobs:
     drain_seconds: int = 60
     # Extra grace after task timeout + drain, for the runtime container to stop.
     grace_margin_seconds: int = 30
-    # EKS AL2023 AMI alias; pin a release (al2023@vYYYYMMDD) for production.
-    ami_alias: str = "al2023@latest"
-    # Seconds the boot-time model sync may take before the node joins anyway (SSM re-sync
-    # finishes the job).
+    # EKS AL2023 AMI alias, pinned to a release (al2023@vYYYYMMDD; `latest` is refused).
+    ami_alias: str = DEFAULT_AMI_ALIAS
+    # Seconds one boot-time sync attempt may take (systemd TimeoutStartSec); a failed attempt is
+    # retried by systemd (Restart=on-failure), and the SSM re-sync finishes what is left.
     boot_sync_timeout_seconds: int = 900
+    # Seconds a worker pod's init container waits for the cache manifest before it fails (the
+    # kubelet restarts it with back-off, so the pod keeps waiting, visibly).
+    model_wait_seconds: int = 1200
 
 
 @dataclass(frozen=True)
@@ -98,9 +121,46 @@ def split_image(ref: str) -> dict[str, str]:
     return {"newName": ref[:colon], "newTag": ref[colon + 1 :]} if colon > slash else {}
 
 
+def check_ami_alias(alias: str) -> str:
+    """An AL2023 alias pinned to one AMI release (Karpenter's `family@version`)."""
+    if not _AMI_ALIAS.match(alias):
+        raise RenderError(
+            f"AMI alias {alias!r} is not a pinned AL2023 release: use al2023@vYYYYMMDD (an "
+            "amazon-eks-ami release tag, e.g. " + DEFAULT_AMI_ALIAS + "); `latest` would drift "
+            "every node on each AMI release"
+        )
+    return alias
+
+
+def node_sync_unit(knobs: Knobs) -> str:
+    """The systemd unit of the boot-time sync: after nodeadm-run (RAID0 mounted, kubelet started),
+    so it never delays the node's registration; retried on failure, bounded."""
+    return (
+        "[Unit]\n"
+        "Description=sdq: mirror the model bucket into the instance-store cache\n"
+        f"Wants=network-online.target {NODEADM_RUN_UNIT}\n"
+        f"After=network-online.target {NODEADM_RUN_UNIT}\n"
+        "StartLimitIntervalSec=3600\n"
+        "StartLimitBurst=10\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"EnvironmentFile={NODE_SYNC_ENV_FILE}\n"
+        f"ExecStart={NODE_SYNC_INSTALL_PATH} --require-mount {RAID_MOUNT}\n"
+        f"TimeoutStartSec={knobs.boot_sync_timeout_seconds}\n"
+        "Restart=on-failure\n"
+        "RestartSec=30\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
 def node_user_data(cfg: DeploymentConfig, outputs: IacOutputs, script: str, knobs: Knobs) -> str:
-    """MIME multi-part user data (AL2023) that installs the node sync script verbatim and runs it
-    once the RAID0 array is mounted. Karpenter merges its own nodeadm NodeConfig part."""
+    """MIME multi-part user data (AL2023) that installs the node sync script verbatim and a systemd
+    unit that runs it once nodeadm has mounted the RAID0 array. Nothing here waits: cloud-final
+    (which runs this script) comes before nodeadm-run, so a wait here would only delay kubelet.
+    Karpenter merges its own nodeadm NodeConfig part."""
     if any(line.strip() == _HEREDOC for line in script.splitlines()):
         raise RenderError(f"the node sync script contains the heredoc marker {_HEREDOC}")
     body = script if script.endswith("\n") else script + "\n"
@@ -121,11 +181,14 @@ def node_user_data(cfg: DeploymentConfig, outputs: IacOutputs, script: str, knob
         f"{_HEREDOC}\n"
         f"chmod 0755 {NODE_SYNC_INSTALL_PATH}\n"
         f"cat > {NODE_SYNC_ENV_FILE} <<'SDQ_ENV_EOF'\n{env_lines}\nSDQ_ENV_EOF\n"
-        "# nodeadm builds and mounts the instance-store RAID0 array; wait for it (bounded).\n"
-        f"for _ in $(seq 1 120); do mountpoint -q {RAID_MOUNT} && break; sleep 1; done\n"
-        f"set -a; . {NODE_SYNC_ENV_FILE}; set +a\n"
-        f"timeout {knobs.boot_sync_timeout_seconds} {NODE_SYNC_INSTALL_PATH} --require-mount {RAID_MOUNT} "
-        '|| echo "sdq: boot-time model sync incomplete; the next SSM re-sync finishes it" >&2\n'
+        f"cat > /etc/systemd/system/{NODE_SYNC_UNIT} <<'SDQ_UNIT_EOF'\n"
+        f"{node_sync_unit(knobs)}"
+        "SDQ_UNIT_EOF\n"
+        "systemctl daemon-reload\n"
+        f"systemctl enable {NODE_SYNC_UNIT}\n"
+        f"# --no-block: the unit is ordered after {NODEADM_RUN_UNIT}, which itself waits for\n"
+        "# cloud-final (this script); a blocking start would deadlock the boot.\n"
+        f"systemctl start --no-block {NODE_SYNC_UNIT}\n"
     )
     user_data = (
         "MIME-Version: 1.0\n"
@@ -176,6 +239,8 @@ def _agent_env(cfg: DeploymentConfig, rt: RuntimeConfig, outputs: IacOutputs, kn
         ("SDQ_OUTPUT_BUCKET", outputs.output_bucket),
         ("SDQ_MODEL_BUCKET", outputs.model_bucket),
         ("SDQ_TASK_TIMEOUT_SECONDS", str(rt.task_timeout_seconds)),
+        ("SDQ_RETRY_ON_DEADLINE", str(rt.retry_on_deadline).lower()),
+        ("SDQ_STATUS_TTL_DAYS", str(cfg.api.status_ttl_days)),
         ("SDQ_MAX_RECEIVE_COUNT", str(rt.max_receive_count)),
         ("SDQ_DRAIN_SECONDS", str(knobs.drain_seconds)),
         ("AWS_REGION", cfg.region),
@@ -196,6 +261,19 @@ def _workload_patches(cfg: DeploymentConfig, rt: RuntimeConfig, knobs: Knobs) ->
                 "spec": {
                     "terminationGracePeriodSeconds": grace_period_seconds(rt, knobs),
                     "nodeSelector": {"karpenter.sh/nodepool": naming.gpu_nodepool_name(cfg, rt)},
+                    "initContainers": [
+                        {
+                            "name": "wait-for-models",
+                            "env": [
+                                {"name": "SDQ_MODEL_MANIFEST", "value": model_manifest_path()},
+                                {
+                                    "name": "SDQ_MODEL_WAIT_SECONDS",
+                                    "value": str(knobs.model_wait_seconds),
+                                },
+                            ],
+                        }
+                    ],
+                    "containers": [runtime_container_patch(rt)],
                 }
             }
         },
@@ -229,6 +307,28 @@ def _workload_patches(cfg: DeploymentConfig, rt: RuntimeConfig, knobs: Knobs) ->
             "patch": _dump(scaled_object_ops),
         },
     ]
+
+
+def model_manifest_path() -> str:
+    """Where a worker pod sees the node script's manifest (the cache is mounted at MODELS_MOUNT)."""
+    return f"{MODELS_MOUNT}/{MODEL_MANIFEST_RELPATH}"
+
+
+def runtime_container_patch(rt: RuntimeConfig) -> dict[str, Any]:
+    """The runtime container's launch arguments, port and startup probe path, all from
+    sdq_contracts.launch.runtime_launch (the one list the conformance suite also starts with)."""
+    launch = runtime_launch(
+        rt.type, listen=ALL_INTERFACES, models_dir=MODELS_MOUNT, config_dir=RUNTIME_CONFIG_DIR
+    )
+    patch: dict[str, Any] = {
+        "name": "runtime",
+        "args": list(launch.args),
+        "ports": [{"name": "http", "containerPort": launch.port}],
+        "startupProbe": {"httpGet": {"path": launch.health_path, "port": "http"}},
+    }
+    if launch.env:  # settings a runtime reads only from its environment (InvokeAI)
+        patch["env"] = [{"name": name, "value": value} for name, value in launch.env]
+    return patch
 
 
 def _runtime_image(rt: RuntimeConfig, outputs: IacOutputs) -> str:
@@ -354,7 +454,7 @@ def _render_cluster(req: RenderRequest, cluster_dir: Path, files: list[Path]) ->
         {
             "op": "replace",
             "path": "/spec/amiSelectorTerms",
-            "value": [{"alias": req.knobs.ami_alias}],
+            "value": [{"alias": check_ami_alias(req.knobs.ami_alias)}],
         },
         {
             "op": "replace",

@@ -7,6 +7,7 @@ vendored in k8s/schemas/. Nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ CRD_SCHEMAS: Mapping[tuple[str, str], str] = {
     ("karpenter.k8s.aws/v1", "EC2NodeClass"): "karpenter.k8s.aws_ec2nodeclass_v1.yaml",
 }
 KUSTOMIZE_TIMEOUT_SECONDS = 120
+
+# metadata.name rules (Kubernetes apimachinery validation): most kinds take a DNS-1123
+# subdomain; these take a DNS-1123 label, because the name becomes a label value or a DNS label
+# (NodePool -> karpenter.sh/nodepool, EC2NodeClass -> karpenter.k8s.aws/ec2nodeclass node labels).
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_KINDS = frozenset({"Namespace", "NodePool", "EC2NodeClass"})
+_DNS1035_KINDS = frozenset({"Service"})
 
 
 class BuildError(RuntimeError):
@@ -68,6 +77,25 @@ def _crd_validator(filename: str) -> jsonschema.protocols.Validator:
     return validator
 
 
+def name_problem(kind: str, name: object) -> str | None:
+    """Why `name` cannot be the metadata.name of a `kind`, or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "metadata.name is missing"
+    if kind in _DNS1035_KINDS:
+        ok, limit, rule = bool(_DNS1035_LABEL.match(name)), 63, "an RFC 1035 label"
+    elif kind in _LABEL_KINDS:
+        ok, limit, rule = bool(_DNS1123_LABEL.match(name)), 63, "a DNS-1123 label"
+    else:
+        ok = all(_DNS1123_LABEL.match(part) for part in name.split("."))
+        limit, rule = 253, "a DNS-1123 subdomain"
+    if not ok or len(name) > limit:
+        return (
+            f"metadata.name {name!r} is not {rule} (lower-case letters, digits, '-'"
+            f"{', dots between labels' if limit == 253 else ''}; at most {limit} characters)"
+        )
+    return None
+
+
 def validate_docs(docs: Iterable[Mapping[str, Any]], kubernetes_version: str) -> list[Finding]:
     """Every problem found; an empty list means every document is valid."""
     findings: list[Finding] = []
@@ -76,7 +104,11 @@ def validate_docs(docs: Iterable[Mapping[str, Any]], kubernetes_version: str) ->
     )
     for doc in docs:
         kind = str(doc.get("kind", "?"))
-        name = str((doc.get("metadata") or {}).get("name", "?"))
+        raw_name = (doc.get("metadata") or {}).get("name")
+        name = str(raw_name if raw_name is not None else "?")
+        bad_name = name_problem(kind, raw_name)
+        if bad_name is not None:
+            findings.append(Finding(kind, name, bad_name))
         crd = CRD_SCHEMAS.get((str(doc.get("apiVersion")), kind))
         if crd is not None:
             for err in _crd_validator(crd).iter_errors(doc):

@@ -72,6 +72,24 @@ def test_notification_round_trip_and_seed_fields():
     assert ResultNotification.model_validate(wire) == note
 
 
+def test_notification_output_url_is_the_out_object_and_keeps_the_folder():
+    """Seed guide: ``output_url`` is the task's ``.out`` object; the folder is kept beside it."""
+    note = ResultNotification(
+        id="t1",
+        runtime="sd",
+        result=True,
+        status=TaskState.COMPLETED,
+        output_location=keys.output_location("b", "out", "t1"),
+    )
+    assert note.output_url == f"s3://b/{keys.response_key('out', 't1')}"
+    assert note.output_location == "s3://b/out/t1"
+    wire = json.loads(note.model_dump_json())
+    assert wire["output_url"].endswith(".out")
+    assert ResultNotification.model_validate(wire) == note
+    with pytest.raises(ValidationError, match="output_url"):
+        ResultNotification(id="t1", runtime="sd", result=False, status=TaskState.FAILED)
+
+
 def test_status_record_survives_dynamodb_types():
     record = StatusRecord(
         id="t1",

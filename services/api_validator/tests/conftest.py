@@ -6,45 +6,55 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
-from sdq_api_validator.domain.api import Api
+from sdq_api_validator.adapters.http import Api
 from sdq_api_validator.domain.service import ApiSettings, TaskService
-from sdq_contracts import load_config
-from sdq_contracts.messages import StatusRecord, TaskState, utcnow
+from sdq_contracts import load_config, status
+from sdq_contracts.messages import StatusRecord, utcnow
 
 API_KEY = "sdq-test-key-7f3a9c1e5b"
 
+# Opt-in deep fuzzing of the API (CI runs the default, bounded example count):
+#   pytest --hypothesis-profile=sdq-fuzz services/api_validator/tests
+settings.register_profile("sdq-fuzz", max_examples=3000, deadline=None)
+
 
 class FakeStatusStore:
+    """The status table in memory: every write is the transition of :mod:`sdq_contracts.status`."""
+
     def __init__(self) -> None:
-        self.rows: dict[str, StatusRecord] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
 
-    def get(self, task_id: str) -> StatusRecord | None:
-        return self.rows.get(task_id)
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        row = self.rows.get(task_id)
+        return dict(row) if row is not None else None
 
-    def create(self, record: StatusRecord) -> bool:
-        if record.id in self.rows:
-            return False
-        self.rows[record.id] = record
-        return True
+    def record(self, task_id: str) -> StatusRecord:
+        return StatusRecord.from_item(self.rows[task_id])
+
+    def _apply(self, task_id: str, new: dict[str, Any] | None) -> dict[str, Any] | None:
+        if new is not None:
+            self.rows[task_id] = new
+        return new
+
+    def create(self, item: dict[str, Any]) -> bool:
+        return self._apply(item["id"], status.create(self.rows.get(item["id"]), item)) is not None
+
+    def take_publish_lease(self, task_id: str, now: int, lease_until: int) -> bool:
+        new = status.take_publish_lease(self.rows.get(task_id), now, lease_until)
+        return self._apply(task_id, new) is not None
 
     def mark_published(self, task_id: str) -> None:
-        self.rows[task_id] = self.rows[task_id].model_copy(update={"published_at": utcnow()})
+        self._apply(task_id, status.mark_published(self.rows.get(task_id), utcnow().isoformat()))
 
-    def _update_if(self, task_id: str, state: TaskState, **changes: Any) -> StatusRecord | None:
-        row = self.rows.get(task_id)
-        if row is None or row.status is not state:
-            return None
-        self.rows[task_id] = row.model_copy(update=changes | {"updated_at": utcnow()})
-        return self.rows[task_id]
+    def cancel_if_queued(self, task_id: str) -> dict[str, Any] | None:
+        stamp = utcnow().isoformat()
+        return self._apply(task_id, status.cancel_if_queued(self.rows.get(task_id), stamp))
 
-    def cancel_if_queued(self, task_id: str) -> StatusRecord | None:
-        return self._update_if(
-            task_id, TaskState.QUEUED, status=TaskState.CANCELLED, finished_at=utcnow()
-        )
-
-    def request_cancel_if_running(self, task_id: str) -> StatusRecord | None:
-        return self._update_if(task_id, TaskState.RUNNING, cancel_requested=True)
+    def request_cancel_if_running(self, task_id: str) -> dict[str, Any] | None:
+        stamp = utcnow().isoformat()
+        return self._apply(task_id, status.request_cancel_if_running(self.rows.get(task_id), stamp))
 
     def delete(self, task_id: str) -> None:
         self.rows.pop(task_id, None)

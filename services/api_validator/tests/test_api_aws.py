@@ -125,3 +125,42 @@ def test_cancel_through_dynamodb_conditions(deployed, repo_root, call_api):
 
     record = StatusRecord.from_item({k: TypeDeserializer().deserialize(v) for k, v in item.items()})
     assert record.status is TaskState.CANCELLED and record.finished_at is not None
+
+
+def test_forty_concurrent_identical_posts_publish_exactly_once(
+    deployed, repo_root, call_api, monkeypatch
+):
+    """Issue 14 case 1: the replays that arrive while the creator publishes (a slow SNS here)
+    answer 202 replayed and publish nothing; the queue gets the task once."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdq_api_validator.adapters import aws as adapters
+
+    p, api = deployed
+    publish = adapters.SnsPublisher.publish
+    calls = []
+    lock = threading.Lock()
+
+    def slow_publish(self, message, attributes):
+        with lock:
+            calls.append(json.loads(message)["id"])
+        time.sleep(0.3)  # widen the window between "row created" and "row marked published"
+        return publish(self, message, attributes)
+
+    monkeypatch.setattr(adapters.SnsPublisher, "publish", slow_publish)
+    body = example(repo_root, "v1alpha2-text-to-image")
+    start = threading.Barrier(40)
+
+    def post(_: int):
+        start.wait()
+        status, answer, headers = call_api(api, "POST", "/v1alpha2", body)
+        return status, headers.get("Idempotent-Replayed"), answer
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(post, range(40)))
+    assert sorted((s, r or "") for s, r, _ in results) == [(202, "")] + [(202, "true")] * 39
+    assert len({json.dumps(a, sort_keys=True) for _, _, a in results}) == 1  # one answer
+    assert calls == ["example-t2i"]
+    assert len(receive(p.queue_urls["sdruntime"], 2)) == 1

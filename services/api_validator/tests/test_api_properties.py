@@ -112,7 +112,7 @@ def check_invariants(h, status, answer, published_before, rows_before):
             assert runtime is not None
             assert message.tasktype in TASK_TYPES_BY_RUNTIME[runtime.type]
             assert check_prefix(message.prefix) == message.prefix
-            assert h.store.rows[message.id].status.value == "queued"
+            assert h.store.record(message.id).status.value == "queued"
         else:  # an idempotent replay publishes nothing new
             assert len(h.publisher.published) == published_before
     else:

@@ -43,7 +43,7 @@ def test_submit_spans_form_one_tree_and_the_trace_travels_with_the_task(h, repo_
     carried_ctx = trace.get_current_span(carried).get_span_context()
     assert carried_ctx.trace_id == root.context.trace_id
     assert carried_ctx.span_id == finished["sns.publish"].context.span_id
-    assert h.store.rows["example-t2i"].trace_id == _xray(root.context.trace_id)
+    assert h.store.record("example-t2i").trace_id == _xray(root.context.trace_id)
 
 
 def test_the_callers_trace_is_continued(h, repo_root, spans):
@@ -64,4 +64,4 @@ def test_a_garbage_trace_header_starts_a_new_trace_and_the_task_is_accepted(
     assert status == 202
     root = next(s for s in spans.get_finished_spans() if s.name == "POST /v1alpha2")
     assert root.parent is None
-    assert h.store.rows["example-t2i"].trace_id == _xray(root.context.trace_id)
+    assert h.store.record("example-t2i").trace_id == _xray(root.context.trace_id)

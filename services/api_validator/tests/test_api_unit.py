@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import pytest
 
 from sdq_contracts import parse_config
 from sdq_contracts.keys import claim_check_key
 from sdq_contracts.messages import ATTR_TRACE_HEADER, TaskMessage, TaskState
+from sdq_contracts.status import PUBLISH_LEASE_UNTIL
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +47,7 @@ def test_every_v1alpha2_example_is_queued_for_its_runtime(h, repo_root, name, ru
     assert (parsed.id, parsed.runtime, parsed.tasktype.value) == (task_id, runtime, tasktype)
     assert parsed.content == body["task"]["content"]
     assert attributes == {"runtime": runtime, "tasktype": tasktype}
-    row = h.store.rows[task_id]
+    row = h.store.record(task_id)
     assert row.status is TaskState.QUEUED
     assert row.published_at is not None
 
@@ -89,6 +91,19 @@ def test_v1alpha1_routes_unknown_model_to_a_dynamic_model_runtime(cfg, repo_root
     status, _, _ = harness.call("POST", "/v1alpha1", body)
     assert status == 202
     assert harness.publisher.published[0][1]["runtime"] == "flex"
+
+
+def test_v1alpha2_guide_model_switch_routes_like_the_model_override(cfg, repo_root, make_harness):
+    """The seed guide's ``alwayson_scripts.sd_model_checkpoint`` is the task's model."""
+    data = cfg.model_dump(mode="json")
+    data["runtimes"].append({"name": "flex", "type": "sdwebui", "dynamic_model": True})
+    harness = make_harness(parse_config(data))
+    body = _t2i(repo_root, runtime="flex")
+    body["task"]["content"]["alwayson_scripts"] = {"sd_model_checkpoint": "sdxl-turbo"}
+    status, answer, _ = harness.call("POST", "/v1alpha2", body)
+    assert status == 202, answer
+    [(message, _attributes)] = harness.publisher.published
+    assert TaskMessage.model_validate(message).sd_model_checkpoint == "sdxl-turbo"
 
 
 def _t2i(repo_root, **meta):
@@ -172,6 +187,18 @@ def _t2i(repo_root, **meta):
             ),
             "task.content.override_settings.sd_model_checkpoint",
             "unknown_model",
+        ),
+        (
+            lambda b: b["task"]["content"].update(
+                alwayson_scripts={"sd_model_checkpoint": "other.ckpt"}
+            ),
+            "task.content.alwayson_scripts.sd_model_checkpoint",
+            "unknown_model",
+        ),
+        (
+            lambda b: b["task"]["content"].update(alwayson_scripts={"sd_model_checkpoint": 7}),
+            "task.content.alwayson_scripts.sd_model_checkpoint",
+            "invalid_request",
         ),
     ],
 )
@@ -304,13 +331,36 @@ def test_a_publish_failure_is_a_500_and_leaves_no_row(h, repo_root):
     assert h.call("POST", "/v1alpha2", _t2i(repo_root))[0] == 202  # the retry is a new task
 
 
-def test_a_row_left_unpublished_is_published_by_the_replay(h, repo_root):
+def test_a_row_left_unpublished_is_published_by_the_replay_once_its_lease_expired(h, repo_root):
     body = _t2i(repo_root)
     h.store.mark_published = lambda task_id: None  # the first attempt "dies" before marking
     h.call("POST", "/v1alpha2", body)
     h.publisher.published.clear()  # ... and its publish never happened
-    status, _, _ = h.call("POST", "/v1alpha2", body)
-    assert status == 202
+    # while the creator's publish lease runs, a replay answers but does not publish
+    status, _, headers = h.call("POST", "/v1alpha2", body)
+    assert (status, headers["Idempotent-Replayed"], h.publisher.published) == (202, "true", [])
+    # once it expired (the creator is provably dead), exactly one replay takes over
+    h.store.rows["example-t2i"][PUBLISH_LEASE_UNTIL] = 0
+    assert h.call("POST", "/v1alpha2", body)[0] == 202
+    assert h.call("POST", "/v1alpha2", body)[0] == 202
+    assert len(h.publisher.published) == 1
+
+
+def test_a_replay_while_the_creator_publishes_does_not_publish_again(h, repo_root):
+    """Issue 14 case 1: a replay arriving between "row created" and "row marked published"."""
+    body = _t2i(repo_root)
+    replays: list[tuple[int, Any]] = []
+    publish = h.publisher.publish
+
+    def publish_with_a_replay_in_between(message: str, attributes: dict[str, str]) -> str:
+        if not replays:
+            status, _, headers = h.call("POST", "/v1alpha2", body)
+            replays.append((status, headers.get("Idempotent-Replayed")))
+        return publish(message, attributes)
+
+    h.publisher.publish = publish_with_a_replay_in_between
+    assert h.call("POST", "/v1alpha2", body)[0] == 202
+    assert replays == [(202, "true")]
     assert len(h.publisher.published) == 1
 
 
@@ -339,21 +389,17 @@ def test_status_of_a_task(h, repo_root):
 def test_status_shows_the_stage_of_a_running_task_only(h, repo_root):
     h.call("POST", "/v1alpha2", _t2i(repo_root))
     row = h.store.rows["example-t2i"]
-    h.store.rows["example-t2i"] = row.model_copy(
-        update={"status": TaskState.RUNNING, "stage": "uploading"}
-    )
+    h.store.rows["example-t2i"] = row | {"status": "running", "stage": "uploading"}
     assert h.call("GET", "/v1alpha2/tasks/example-t2i")[1]["stage"] == "uploading"
-    h.store.rows["example-t2i"] = row.model_copy(
-        update={"status": TaskState.COMPLETED, "stage": "uploading"}
-    )
+    h.store.rows["example-t2i"] = row | {"status": "completed", "stage": "uploading"}
     assert "stage" not in h.call("GET", "/v1alpha2/tasks/example-t2i")[1]
 
 
 def test_cancel_queued_running_and_finished_tasks(h, repo_root):
     for task_id in ("q", "r", "c"):
         h.call("POST", "/v1alpha2", _t2i(repo_root, id=task_id))
-    h.store.rows["r"] = h.store.rows["r"].model_copy(update={"status": TaskState.RUNNING})
-    h.store.rows["c"] = h.store.rows["c"].model_copy(update={"status": TaskState.COMPLETED})
+    h.store.rows["r"] = h.store.rows["r"] | {"status": "running"}
+    h.store.rows["c"] = h.store.rows["c"] | {"status": "completed"}
 
     status, row, _ = h.call("DELETE", "/v1alpha2/tasks/q")
     assert (status, row["status"]) == (200, "cancelled")

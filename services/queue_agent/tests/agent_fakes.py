@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sdq_contracts import status
 from sdq_contracts.messages import (
     ResultNotification,
     StatusRecord,
@@ -25,16 +26,67 @@ from sdq_queue_agent.domain.model import (
     Claim,
     ClaimOutcome,
     FetchedInput,
+    NewRow,
     OutputFile,
     ReceivedMessage,
     RuntimeRequest,
     RuntimeResult,
+    refused_claim,
 )
 from sdq_queue_agent.domain.worker import Worker, WorkerConfig
 from sdq_queue_agent.errors import AwsError, InputRefusedError
 from sdq_queue_agent.metrics import AgentMetrics
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class LoopClock:
+    """The worker's clock read from the event loop, so :func:`virtual_time` governs it."""
+
+    def __init__(self) -> None:
+        self._wall = datetime.now(UTC)
+        self._start = _loop_time()
+
+    def now(self) -> datetime:
+        return self._wall + timedelta(seconds=_loop_time() - self._start)
+
+    def monotonic(self) -> float:
+        return _loop_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@contextlib.contextmanager
+def virtual_time() -> Iterator[None]:
+    """Run the current event loop on virtual time: whenever every task waits for a timer, the
+    loop jumps to that timer instead of sleeping. Tests of the worker (heartbeats, deadlines,
+    backoffs, drains) then take milliseconds; only in-memory fakes may run under it (no real
+    I/O waits)."""
+    loop = asyncio.get_running_loop()
+    selector = loop._selector  # type: ignore[attr-defined]
+    real_select, real_time = selector.select, loop.time
+    skipped = 0.0
+
+    def select(timeout: float | None = None) -> Any:
+        nonlocal skipped
+        events = real_select(0)
+        if events or timeout is None or timeout <= 0:
+            return events if events or timeout is not None else real_select(timeout)
+        skipped += timeout
+        return []
+
+    selector.select = select
+    loop.time = lambda: real_time() + skipped  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        selector.select = real_select
+        loop.time = real_time  # type: ignore[method-assign]
 
 
 @dataclass
@@ -66,10 +118,10 @@ class FakeQueue:
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility: int
     ) -> list[ReceivedMessage]:
-        deadline = time.monotonic() + wait_seconds
+        deadline = _loop_time() + wait_seconds
         await asyncio.sleep(0)
         while True:
-            now = time.monotonic()
+            now = _loop_time()
             out = []
             for msg in list(self.messages.values()):
                 if len(out) >= max_messages:
@@ -108,12 +160,12 @@ class FakeQueue:
         self.deleted.append(msg.id)
 
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
-        self._current(message.receipt_handle).visible_at = time.monotonic() + seconds
+        self._current(message.receipt_handle).visible_at = _loop_time() + seconds
         self.visibility_calls.append((message.message_id, seconds))
 
     async def extend(self, messages: Sequence[ReceivedMessage], seconds: int) -> None:
         for message in messages:
-            self._current(message.receipt_handle).visible_at = time.monotonic() + seconds
+            self._current(message.receipt_handle).visible_at = _loop_time() + seconds
             self.extends += 1
 
     async def is_empty(self) -> bool:
@@ -146,67 +198,107 @@ class FakePublisher:
 
 
 class FakeStatus:
+    """The status table in memory: each write is the transition of :mod:`sdq_contracts.status`
+    (the shared scenario suite runs the same cases against DynamoDB)."""
+
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self.stages: dict[str, list[str]] = {}
+        self.claims: list[tuple[str, str]] = []  # (task id, outcome)
 
     def seed(self, task_id: str, **fields: Any) -> None:
-        self.rows[task_id] = {"status": TaskState.QUEUED, "attempts": 0, **fields}
+        self.rows[task_id] = {
+            "id": task_id,
+            "runtime": "sdruntime",
+            "tasktype": "text-to-image",
+            "output_location": f"s3://outputs/out/{task_id}",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "expires_at": 1_900_000_000,
+            "status": TaskState.QUEUED.value,
+            "attempts": 0,
+            **fields,
+        }
 
-    async def claim(self, task: TaskMessage, output_location: str, now: datetime) -> Claim:
-        row = self.rows.setdefault(task.id, {"status": TaskState.QUEUED, "attempts": 0})
-        error = row.get("error")
-        if row["status"] in (TaskState.COMPLETED, TaskState.CANCELLED) or (
-            row["status"] is TaskState.FAILED and error is not None and error.permanent
-        ):
-            record = StatusRecord(
-                id=task.id,
-                runtime=task.runtime,
-                tasktype=task.tasktype,
-                status=row["status"],
-                output_location=output_location,
-                outputs=row.get("outputs", []),
-                error=error,
-            )
-            return Claim(
-                ClaimOutcome.ALREADY_DONE, record, unannounced=row.get("announced") is False
-            )
-        if row.get("cancel_requested"):
-            return Claim(ClaimOutcome.CANCEL_REQUESTED)
-        row.update(
-            status=TaskState.RUNNING, attempts=row["attempts"] + 1, started_at=now, error=None
+    def _apply(self, task_id: str, new: dict[str, Any] | None) -> bool:
+        if new is None:
+            return False
+        self.rows[task_id] = new
+        return True
+
+    async def claim(
+        self, task_id: str, new_row: NewRow, now: datetime, holder: str, lease_until: int
+    ) -> Claim:
+        item = self.rows.get(task_id)
+        stamp = now.isoformat()
+        new = status.claim(
+            item,
+            holder=holder,
+            now=int(now.timestamp()),
+            lease_until=lease_until,
+            stamp=stamp,
+            defaults=new_row.item(task_id, stamp),
         )
-        return Claim(ClaimOutcome.CLAIMED)
+        if self._apply(task_id, new):
+            self.claims.append((task_id, "claimed"))
+            return Claim(ClaimOutcome.CLAIMED)
+        claim = refused_claim(self.rows.get(task_id), holder, int(now.timestamp()))
+        self.claims.append((task_id, claim.outcome.value))
+        return claim
+
+    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
+        new = status.renew(self.rows.get(task_id), holder=holder, lease_until=lease_until)
+        return self._apply(task_id, new)
+
+    async def release(self, task_id: str, holder: str, now: datetime) -> None:
+        new = status.release(self.rows.get(task_id), holder=holder, stamp=now.isoformat())
+        self._apply(task_id, new)
+
+    async def wait_to_retry(
+        self, task_id: str, holder: str, error: TaskError, retry_at: datetime, now: datetime
+    ) -> None:
+        new = status.wait_to_retry(
+            self.rows.get(task_id),
+            holder=holder,
+            error=error.model_dump(mode="json"),
+            retry_at=retry_at.isoformat(),
+            stamp=now.isoformat(),
+        )
+        self._apply(task_id, new)
 
     async def cancel_requested(self, task_id: str) -> bool:
         return bool(self.rows.get(task_id, {}).get("cancel_requested"))
 
-    async def complete(self, task_id: str, outputs: list[str], now: datetime) -> bool:
-        row = self.rows[task_id]
-        if row["status"] is TaskState.CANCELLED:
-            return False
-        row.update(status=TaskState.COMPLETED, outputs=outputs, finished_at=now, announced=False)
-        return True
+    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
+        new = status.complete(
+            self.rows.get(task_id), holder=holder, outputs=outputs, stamp=now.isoformat()
+        )
+        return self._apply(task_id, new)
 
     async def fail(
-        self, task: TaskMessage | None, task_id: str, error: TaskError, now: datetime
+        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
     ) -> None:
-        if task is None and task_id not in self.rows:
-            return
-        self.rows.setdefault(task_id, {"attempts": 0}).update(
-            status=TaskState.FAILED, error=error, announced=False
+        stamp = now.isoformat()
+        new = status.fail(
+            self.rows.get(task_id),
+            error=error.model_dump(mode="json"),
+            stamp=stamp,
+            defaults=new_row.item(task_id, stamp) if new_row else None,
         )
+        self._apply(task_id, new)
 
     async def cancelled(self, task_id: str, now: datetime) -> None:
-        self.rows[task_id].update(status=TaskState.CANCELLED, announced=False)
+        self._apply(task_id, status.cancelled(self.rows.get(task_id), stamp=now.isoformat()))
 
     async def stage(self, task_id: str, stage: str, now: datetime) -> None:
-        row = self.rows.get(task_id)
-        if row is not None and row["status"] is TaskState.RUNNING:
-            row.setdefault("stages", []).append(stage)
+        new = status.stage(self.rows.get(task_id), name=stage, stamp=now.isoformat())
+        if self._apply(task_id, new):
+            self.stages.setdefault(task_id, []).append(stage)
 
     async def announced(self, task_id: str) -> None:
-        if task_id in self.rows:
-            self.rows[task_id]["announced"] = True
+        self._apply(task_id, status.announced(self.rows.get(task_id)))
+
+    def record(self, task_id: str) -> StatusRecord:
+        return StatusRecord.from_item(self.rows[task_id])
 
 
 class FakeFetcher:
@@ -320,6 +412,7 @@ class Harness:
             webhooks=self.webhooks,
             runtime=self.runtime,
             metrics=AgentMetrics("sdruntime"),
+            clock=LoopClock(),
         )
 
     async def burst(self, timeout: float = 10.0) -> Worker:

@@ -24,7 +24,7 @@ from sdq_queue_agent.domain.inputs import (
 from sdq_queue_agent.domain.model import InputRef, ReceivedMessage
 from sdq_queue_agent.domain.parsing import PoisonMessage, parse_task
 from sdq_queue_agent.domain.ssrf import address_refusal, redact_url
-from sdq_queue_agent.errors import InputRefusedError, InvalidTaskError
+from sdq_queue_agent.errors import InputRefusedError, InvalidTaskError, UnknownScriptError
 from sdq_queue_agent.logs import configure_logging
 from sdq_queue_agent.settings import SettingsError, load_settings
 from sdq_queue_agent.signing import sign, verify
@@ -169,6 +169,25 @@ def test_only_explicit_fields_are_inputs() -> None:
         ("224.0.0.1", "multicast"),
         ("0.0.0.0", "unspecified"),
         ("93.184.216.34", None),
+        # issue 14: every address that is not globally routable, wrapped forms unwrapped
+        ("100.64.0.1", "not globally routable"),  # carrier-grade NAT (EKS custom networking)
+        ("::ffff:100.64.0.1", "not globally routable"),
+        ("2002:a9fe:a9fe::1", "metadata"),  # 6to4 carrying 169.254.169.254
+        ("2002:0a00:0001::1", "private"),  # 6to4 carrying 10.0.0.1
+        ("2002:5db8:d822::1", None),  # 6to4 carrying a public address
+        ("64:ff9b::a9fe:a9fe", "metadata"),  # NAT64 carrying the metadata address
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::5db8:d822", None),
+        ("64:ff9b:1::a00:1", "tunnelled"),  # local-use NAT64
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "tunnelled"),  # Teredo
+        ("::a9fe:a9fe", "metadata"),  # IPv4-compatible
+        ("::ffff:0:a00:1", "private"),  # IPv4-translated
+        ("198.18.0.1", "private"),  # benchmarking
+        ("192.0.0.170", "private"),
+        ("240.0.0.1", "reserved"),
+        ("fc00::1", "private"),
+        ("2001:db8::1", "private"),  # documentation
+        ("2606:4700::1111", None),
     ],
 )
 def test_address_policy(address: str, refused: str | None) -> None:
@@ -392,3 +411,168 @@ def test_log_scrubber_removes_secrets() -> None:
         line["headers"]["Authorization"] == "<redacted>" and line["webhook_secret"] == "<redacted>"
     )
     configure_logging("INFO")
+
+
+# --- what the real runtimes exposed (issue 13) -----------------------------------------
+
+
+def _png_b64() -> str:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def test_comfyui_plain_base64_is_an_input_but_a_file_name_is_not() -> None:
+    encoded = _png_b64()
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": encoded}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "QUJDREVGR0hJSktMTU5PUA=="}},
+    }
+    [ref] = comfyui_input_refs(graph)
+    assert ref.path == ("1", "inputs", "image")
+    assert ref.url == f"data:image/png;base64,{encoded}"
+    data, content_type = decode_data_uri(ref.url, 1 << 20)
+    assert content_type == "image/png" and data.startswith(b"\x89PNG")
+
+
+def _message(tasktype: TaskType, content: dict[str, object], **extra: object) -> TaskMessage:
+    return TaskMessage.model_validate(
+        {"id": "t", "runtime": "r", "tasktype": tasktype, "content": content, **extra}
+    )
+
+
+@pytest.mark.parametrize("value", ["sd_xl_base_1.0", {"args": ["sd_xl_base_1.0"]}])
+def test_guide_alwayson_model_is_the_model_switch_and_never_reaches_the_runtime(
+    value: object,
+) -> None:
+    content = {"prompt": "x", "alwayson_scripts": {"sd_model_checkpoint": value, "seed": {}}}
+    task = _message(TaskType.TEXT_TO_IMAGE, content)
+    dynamic = sdwebui_body.shape(task, content, dynamic_model=True)
+    assert dynamic.model == "sd_xl_base_1.0"
+    assert dynamic.body["alwayson_scripts"] == {"seed": {}}
+    static = sdwebui_body.shape(task, content, dynamic_model=False)
+    assert static.model is None
+    assert static.body["override_settings"] == {"sd_model_checkpoint": "sd_xl_base_1.0"}
+    assert "sd_model_checkpoint" not in static.body["alwayson_scripts"]
+    only = sdwebui_body.shape(
+        task, {"prompt": "x", "alwayson_scripts": {"sd_model_checkpoint": "m"}}, dynamic_model=True
+    )
+    assert "alwayson_scripts" not in only.body
+    with pytest.raises(InvalidTaskError, match="sd_model_checkpoint"):
+        sdwebui_body.shape(
+            task, {"alwayson_scripts": {"sd_model_checkpoint": 3}}, dynamic_model=True
+        )
+
+
+def test_batch_images_get_names() -> None:
+    content = {"imageList": [{"data": "AAAA"}, {"data": "BBBB", "name": "b"}]}
+    request = sdwebui_body.shape(
+        _message(TaskType.EXTRA_BATCH_IMAGES, content), content, dynamic_model=False
+    )
+    assert [i["name"] for i in request.body["imageList"]] == ["image-1", "b"]
+
+
+def test_scripts_checked_against_the_runtimes_list() -> None:
+    available = {"txt2img": ["x/y/z plot", "seed"], "img2img": ["seed", "soft inpainting"]}
+    body = {"alwayson_scripts": {"Seed": {}, "controlnet": {}}}
+    with pytest.raises(UnknownScriptError, match="'controlnet' for txt2img") as caught:
+        sdwebui_body.check_scripts(TaskType.TEXT_TO_IMAGE, body, available)
+    assert caught.value.permanent and caught.value.code == "unknown_script"
+    sdwebui_body.check_scripts(
+        TaskType.IMAGE_TO_IMAGE, {"alwayson_scripts": {"Soft Inpainting": {}}}, available
+    )
+    answer = {"error": "HTTPException", "detail": "Script 'controlnet' not found"}
+    assert sdwebui_body.missing_script(answer) == "controlnet"
+    assert sdwebui_body.missing_script({"detail": [{"loc": ["body"]}]}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "request_error"),
+    [
+        (
+            500,
+            {
+                "error": "AssertionError",
+                "detail": "",
+                "body": "",
+                "errors": "could not find upscaler named X",
+            },
+            "AssertionError: could not find upscaler named X",
+        ),
+        (
+            500,
+            {
+                "error": "HTTPException",
+                "detail": "Invalid encoded image",
+                "body": "",
+                "errors": "",
+            },
+            "HTTPException: Invalid encoded image",
+        ),
+        (500, {"error": "OutOfMemoryError", "errors": "CUDA out of memory."}, None),
+        (500, {"error": "RuntimeError", "errors": "CUDA error: out of memory"}, None),
+        (500, None, None),  # plain text
+        (503, {"error": "HTTPException", "errors": "503: busy"}, None),
+        (502, {"error": "X", "errors": "y"}, None),
+    ],
+)
+def test_sdwebui_request_error_or_outage(
+    status: int, payload: object, request_error: object
+) -> None:
+    assert sdwebui_body.request_error(status, payload) == request_error
+
+
+def test_comfyui_partial_acceptance_names_the_dropped_outputs() -> None:
+    answer = {
+        "prompt_id": "p",
+        "number": 1,
+        "node_errors": {
+            "12": {
+                "errors": [
+                    {
+                        "type": "value_not_in_list",
+                        "message": "Value not in list",
+                        "details": "upscale_method: 'x' not in [...]",
+                    }
+                ],
+                "dependent_outputs": ["13"],
+                "class_type": "ImageScaleBy",
+            }
+        },
+    }
+    assert comfyui_graph.dropped_outputs(answer) == ["13"]
+    assert comfyui_graph.dropped_outputs({"prompt_id": "p", "node_errors": {}}) == []
+    assert comfyui_graph.prompt_error(answer, partial=True) == (
+        "ComfyUI would run only part of the workflow: outputs '13' failed validation; "
+        "node 12 (ImageScaleBy): Value not in list: upscale_method: 'x' not in [...]"
+    )
+
+
+def test_comfyui_top_level_error_keeps_its_details() -> None:
+    answer = {
+        "error": {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because node Nope does not exist.",
+            "details": "Node ID '#8'",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
+    assert comfyui_graph.prompt_error(answer) == (
+        "Cannot execute because node Nope does not exist. (Node ID '#8')"
+    )
+
+
+def test_comfyui_job_as_history() -> None:
+    assert comfyui_graph.job_as_history({"id": "p", "status": "in_progress"}) is None
+    status = {"status_str": "success", "completed": True, "messages": []}
+    job = {
+        "id": "p",
+        "status": "completed",
+        "outputs": {"9": {"images": []}},
+        "execution_status": status,
+    }
+    assert comfyui_graph.job_as_history(job) == {"outputs": {"9": {"images": []}}, "status": status}

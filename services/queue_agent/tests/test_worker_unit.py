@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from agent_fakes import PNG, make_harness, task_body
+from agent_fakes import PNG, make_harness, task_body, virtual_time
 
 from sdq_contracts.keys import image_key, response_key
 from sdq_contracts.messages import TaskState
@@ -15,6 +16,14 @@ from sdq_queue_agent.domain.model import RuntimeRequest
 from sdq_queue_agent.errors import RuntimeRejectedError, RuntimeUnavailableError
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+async def _virtual_time() -> AsyncIterator[None]:
+    """Every worker test runs on virtual time: no test waits for a heartbeat, deadline or
+    backoff in real time."""
+    with virtual_time():
+        yield
 
 
 async def test_completes_a_task_with_objects_status_notification_and_delete() -> None:
@@ -34,9 +43,9 @@ async def test_completes_a_task_with_objects_status_notification_and_delete() ->
     assert note.timings is not None and {"queue", "fetch", "generate", "upload"} <= set(
         note.timings
     )
-    assert h.status.rows["t1"]["status"] is TaskState.COMPLETED
+    assert h.status.rows["t1"]["status"] == TaskState.COMPLETED
     assert h.status.rows["t1"]["attempts"] == 1
-    assert h.status.rows["t1"]["stages"] == ["generating", "uploading"]  # for progress displays
+    assert h.status.stages["t1"] == ["generating", "uploading"]  # for progress displays
     assert h.queue.deleted == ["m1"] and not h.queue.messages
 
 
@@ -76,7 +85,7 @@ async def test_permanent_failure_one_failed_notification_no_retry() -> None:
     assert note.error.code == "runtime_rejected" and "bad sampler" in note.error.message
     assert h.runtime.runs == {"t1": 1}
     assert h.queue.deleted == ["m1"] and h.queue.dlq == []
-    assert h.status.rows["t1"]["status"] is TaskState.FAILED
+    assert h.status.rows["t1"]["status"] == TaskState.FAILED
 
 
 async def test_transient_failure_retries_then_completes_with_one_notification() -> None:
@@ -153,8 +162,25 @@ async def test_long_job_is_heartbeated_and_runs_once() -> None:
     assert len(h.publisher.published) == 1
 
 
-async def test_deadline_interrupts_the_runtime_and_retries() -> None:
-    h = make_harness(task_timeout=0.2, max_receive_count=2)
+async def test_deadline_failure_is_permanent_by_default() -> None:
+    h = make_harness(task_timeout=0.2, max_receive_count=3)
+
+    async def hang(_: RuntimeRequest) -> None:
+        await asyncio.sleep(30)
+
+    h.runtime.behaviours["t1"] = hang
+    h.queue.send(task_body("t1"))
+    await h.burst()
+    assert h.runtime.interrupted == ["t1"]  # one deadline's worth of GPU, not three
+    assert h.runtime.runs == {"t1": 1}
+    [note] = h.publisher.published
+    assert note.error is not None and note.error.code == "deadline_exceeded"
+    assert note.error.permanent is True
+    assert h.queue.deleted == ["m1"] and h.queue.dlq == []
+
+
+async def test_deadline_is_retried_when_the_runtime_config_asks() -> None:
+    h = make_harness(task_timeout=0.2, max_receive_count=2, retry_on_deadline=True)
 
     async def hang(_: RuntimeRequest) -> None:
         await asyncio.sleep(30)
@@ -165,10 +191,63 @@ async def test_deadline_interrupts_the_runtime_and_retries() -> None:
     assert h.runtime.interrupted == ["t1", "t1"]
     [note] = h.publisher.published
     assert note.error is not None and note.error.code == "deadline_exceeded"
+    assert note.error.permanent is False
+
+
+async def test_duplicate_delivery_while_running_generates_once() -> None:
+    """SQS delivers a second copy while the first runs: the copy finds the row leased by the
+    first receive, goes back to the queue, and is deleted once the task completed."""
+    h = make_harness(visibility=1, prefetch=1)
+    body = task_body("t1")
+    started = asyncio.Event()
+
+    async def slow(_: RuntimeRequest) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    h.runtime.behaviours["t1"] = slow
+    h.queue.send(body)
+    h.queue.send(body)  # the duplicate
+    await h.burst()
+    assert h.runtime.runs == {"t1": 1}
+    assert [(n.id, n.status) for n in h.publisher.published] == [("t1", TaskState.COMPLETED)]
+    assert ("t1", "held_elsewhere") in h.status.claims
+    assert sorted(h.queue.deleted) == ["m1", "m2"] and h.queue.dlq == []
+    row = h.status.rows["t1"]
+    assert row["status"] == TaskState.COMPLETED and row["attempts"] == 1
+    assert "holder" not in row and "lease_until" not in row
+
+
+async def test_transient_failure_shows_waiting_to_retry_with_attempt_and_error() -> None:
+    h = make_harness(backoff_base=1, backoff_max=1)
+    seen: dict[str, Any] = {}
+
+    async def flaky(_: RuntimeRequest) -> None:
+        if h.runtime.runs["t1"] == 1:
+            raise RuntimeUnavailableError("runtime died")
+        seen.update(h.status.rows["t1"])  # the row as the second attempt runs
+
+    async def snapshot() -> None:
+        while h.status.rows.get("t1", {}).get("stage") != "waiting_to_retry":
+            await asyncio.sleep(0.01)
+        seen["waiting"] = dict(h.status.rows["t1"])
+
+    h.runtime.behaviours["t1"] = flaky
+    h.queue.send(task_body("t1"))
+    watcher = asyncio.create_task(snapshot())
+    await h.burst()
+    await watcher
+    row = seen["waiting"]
+    assert row["status"] == TaskState.RUNNING and row["attempts"] == 1
+    assert row["error"]["code"] == "runtime_unavailable" and row["error"]["permanent"] is False
+    assert "retry_at" in row and "holder" not in row
+    assert seen["attempts"] == 2 and "error" not in seen and "retry_at" not in seen
+    assert h.status.rows["t1"]["status"] == TaskState.COMPLETED
+    assert "error" not in h.status.rows["t1"] and "retry_at" not in h.status.rows["t1"]
 
 
 async def test_cancel_requested_while_running_interrupts_and_cancels() -> None:
-    h = make_harness(visibility=2)
+    h = make_harness(visibility=2, cancel_poll_seconds=0.2)
 
     async def slow(_: RuntimeRequest) -> None:
         h.status.rows["t1"]["cancel_requested"] = True
@@ -180,7 +259,7 @@ async def test_cancel_requested_while_running_interrupts_and_cancels() -> None:
     assert h.runtime.interrupted == ["t1"]
     [note] = h.publisher.published
     assert note.status is TaskState.CANCELLED
-    assert h.status.rows["t1"]["status"] is TaskState.CANCELLED
+    assert h.status.rows["t1"]["status"] == TaskState.CANCELLED
     assert h.queue.deleted == ["m1"]
 
 

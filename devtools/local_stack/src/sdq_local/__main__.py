@@ -35,6 +35,18 @@ def _runtime_urls(pairs: list[str]) -> dict[str, str]:
 STACK_FILE = "stack.json"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by the owner only (stack.json holds the API key), atomically:
+    the file is created 0600 (never world-readable, not even for a moment) and renamed."""
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)  # whatever the umask did
+    tmp.replace(path)
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Run the stack until cancelled; stack.json exists exactly while it is ready."""
     cfg = load_config(args.config)
@@ -63,9 +75,7 @@ async def serve(args: argparse.Namespace) -> int:
             "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         }
-        tmp = described.with_suffix(".tmp")
-        tmp.write_text(json.dumps(description, indent=2))
-        tmp.replace(described)
+        write_private(described, json.dumps(description, indent=2))
         _say(f"sdq local stack ready: {info.api_url} (state in {state_dir})")
         await asyncio.Event().wait()  # until cancelled by SIGTERM / Ctrl-C
         return 0

@@ -1,7 +1,7 @@
 """The local stand-in for API Gateway: API keys, usage-plan throttling, REST proxy events.
 
 It turns HTTP requests on 127.0.0.1 into API Gateway REST proxy events and hands them to the
-same handler code the Lambda runs (``sdq_api_validator.domain.api.Api``), so the local stack and
+same handler code the Lambda runs (``sdq_api_validator.adapters.http.Api``), so the local stack and
 tests exercise the real front door.
 """
 

@@ -53,6 +53,9 @@ class StackOptions:
     api_key: str | None = None
     # runtime name → URL of a real SD WebUI / ComfyUI to use instead of the emulator
     runtime_urls: Mapping[str, str] = field(default_factory=dict)
+    # runtime name → base directory (input/, output/) of a real ComfyUI given in runtime_urls,
+    # as this machine sees it: the agent removes each task's files there
+    runtime_data_dirs: Mapping[str, str] = field(default_factory=dict)
     emulator_latency_s: float = 0.5
     start_timeout_s: float = 60.0
 
@@ -166,7 +169,7 @@ class LocalStack:
                         "--models-dir",
                         str(self.node_models_dir),
                         "--data-dir",
-                        str(self.options.state_dir / "runtime" / runtime.name),
+                        str(self._emulator_data_dir(runtime.name)),
                     ),
                     {},
                     f"http://{HOST}:{port}{probe}",
@@ -194,6 +197,8 @@ class LocalStack:
                     "SDQ_OUTPUT_BUCKET": resources.output_bucket,
                     "SDQ_MODEL_BUCKET": resources.model_bucket,
                     "SDQ_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
+                    "SDQ_RETRY_ON_DEADLINE": str(runtime.retry_on_deadline).lower(),
+                    "SDQ_STATUS_TTL_DAYS": str(self.cfg.api.status_ttl_days),
                     "SDQ_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
                     "SDQ_HTTP_PORT": str(http_port),
                     "SDQ_DRAIN_SECONDS": "20",
@@ -204,6 +209,12 @@ class LocalStack:
                     "SDQ_WAIT_TIME_SECONDS": "2",
                     "SDQ_CANCEL_POLL_SECONDS": "1",
                 }
+                if runtime.type is RuntimeType.COMFYUI:
+                    data_dir = self.options.runtime_data_dirs.get(runtime.name)
+                    if data_dir is None and runtime.name not in self.options.runtime_urls:
+                        data_dir = str(self._emulator_data_dir(runtime.name).resolve())
+                    if data_dir is not None:
+                        env["SDQ_COMFYUI_DATA_DIR"] = data_dir
                 agents.append(
                     self._spawn(
                         f"queue-agent-{runtime.name}",
@@ -226,6 +237,9 @@ class LocalStack:
             node_models_dir=self.node_models_dir,
         )
         return self.info
+
+    def _emulator_data_dir(self, runtime: str) -> Path:
+        return self.options.state_dir / "runtime" / runtime
 
     def _session(self) -> boto3.session.Session:
         return boto3.session.Session(

@@ -113,8 +113,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(INVOKEAI_PREFIX):
         return invokeai_error_response(status, message)
     if request.path.startswith(SD_PREFIXES):
-        name = "HTTPException" if status < 500 else "RuntimeError"
-        return sd_error_response(status, name, message, message)
+        if status < 500:  # v1.10.1 renders an HTTPException's text in detail only
+            return sd_error_response(status, "HTTPException", "", message)
+        return sd_error_response(status, "RuntimeError", message)
     if status < 500:
         return comfy_error_response(status, "emulator_injected_failure", message)
     return web.Response(status=status, text=f"{status} Internal Server Error\n\n{message}")

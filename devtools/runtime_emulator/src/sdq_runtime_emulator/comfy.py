@@ -37,6 +37,31 @@ from sdq_runtime_emulator.comfy_nodes import (
 )
 from sdq_runtime_emulator.state import EmulatorState, GenerationFault, Outcome, log, pace
 
+# ComfyUI v0.8.0's model folders (GET /models), in its order.
+MODEL_FOLDERS = (
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "latent_upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+)
+
 
 class Interrupted(Exception):
     """The prompt was interrupted before or inside ``node_id``."""
@@ -123,6 +148,12 @@ class ComfyUi:
             web.get("/system_stats", self.system_stats),
             web.get("/object_info", self.object_info),
             web.get("/object_info/{node_class}", self.object_info_one),
+            web.get("/features", self.features),
+            web.get("/models", self.model_folders),
+            web.get("/models/{folder}", self.model_files),
+            web.get("/api/jobs", self.jobs),
+            web.get("/api/jobs/{job_id}", self.job),
+            web.post("/api/jobs/{job_id}/cancel", self.cancel_job),
         ]
 
     # --- app lifecycle ----------------------------------------------------------------
@@ -159,6 +190,13 @@ class ComfyUi:
         self.counter += 1
         prompt = body["prompt"]
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        if self.state.knobs.comfyui_api == "newer" and not _canonical_uuid(prompt_id):
+            return comfy_error_response(
+                400,
+                "invalid_prompt_id",
+                "prompt_id must be a canonical UUID",
+                f"prompt_id: {prompt_id!r}",
+            )
         checked = comfy_graph.validate(
             prompt,
             self.combos(),
@@ -172,6 +210,7 @@ class ComfyUi:
         extra_data = dict(body.get("extra_data") or {})
         if body.get("client_id"):
             extra_data["client_id"] = str(body["client_id"])
+        extra_data["create_time"] = now_ms()
         item = QueueItem(number, prompt_id, prompt, extra_data, checked.outputs)
         self.pending.append(item)
         self.pending.sort(key=lambda queued: queued.number)
@@ -189,6 +228,7 @@ class ComfyUi:
         return STATIC_COMBOS | {
             "CheckpointLoaderSimple.ckpt_name": checkpoints,
             "LoadImage.image": input_files(self.data_dir),
+            "UpscaleModelLoader.model_name": models.upscale_models(self.state.knobs.models_dir),
         }
 
     # --- execution --------------------------------------------------------------------
@@ -542,6 +582,131 @@ class ComfyUi:
             }
         )
 
+    async def features(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "supports_preview_metadata": True,
+                "max_upload_size": 100 * 1024 * 1024,
+                "extension": {"manager": {"supports_v4": True}},
+            }
+        )
+
+    async def model_folders(self, request: web.Request) -> web.Response:
+        return web.json_response(list(MODEL_FOLDERS))
+
+    async def model_files(self, request: web.Request) -> web.Response:
+        folder = request.match_info["folder"]
+        if folder not in MODEL_FOLDERS:
+            return web.Response(status=404, text="404: Not Found")
+        knobs = self.state.knobs
+        if folder == "checkpoints":
+            return web.json_response([c.name for c in models.scan(knobs.models_dir)])
+        if folder == "upscale_models":
+            return web.json_response(models.upscale_models(knobs.models_dir))
+        return web.json_response([])
+
+    # --- jobs (GET routes as in v0.8.0; cancel only with comfyui_api=newer) ------------
+
+    def _job_of(self, prompt_id: str, *, full: bool) -> dict[str, Any] | None:
+        if prompt_id in self.history:
+            entry = self.history[prompt_id]
+            status = entry["status"]
+            error = next((m[1] for m in status["messages"] if m[0] == "execution_error"), None)
+            ends = [
+                m[1].get("timestamp")
+                for m in status["messages"]
+                if m[0] in ("execution_success", "execution_error", "execution_interrupted")
+            ]
+            starts = [
+                m[1].get("timestamp") for m in status["messages"] if m[0] == "execution_start"
+            ]
+            item = entry["prompt"]
+            job: dict[str, Any] = {
+                "id": prompt_id,
+                "status": "failed" if status["status_str"] == "error" else "completed",
+                "priority": item[0],
+                "create_time": item[3].get("create_time"),
+                "execution_start_time": starts[0] if starts else None,
+                "execution_end_time": ends[-1] if ends else None,
+                "execution_error": error,
+                "outputs_count": sum(
+                    len(v)
+                    for out in entry["outputs"].values()
+                    for v in out.values()
+                    if isinstance(v, list)
+                ),
+            }
+            job = {k: v for k, v in job.items() if v is not None}
+            if full:
+                job["outputs"] = entry["outputs"]
+                job["execution_status"] = status
+                job["workflow"] = {"prompt": item[2], "extra_data": item[3]}
+            return job
+        if self.run is not None and self.run.item.prompt_id == prompt_id:
+            return self._queued_job(self.run.item, "in_progress")
+        for queued in self.pending:
+            if queued.prompt_id == prompt_id:
+                return self._queued_job(queued, "pending")
+        return None
+
+    @staticmethod
+    def _queued_job(item: QueueItem, status: str) -> dict[str, Any]:
+        job = {
+            "id": item.prompt_id,
+            "status": status,
+            "priority": item.number,
+            "create_time": item.extra_data.get("create_time"),
+            "outputs_count": 0,
+        }
+        return {k: v for k, v in job.items() if v is not None}
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        running = [self.run.item.prompt_id] if self.run is not None else []
+        ids = [*running, *(item.prompt_id for item in self.pending), *reversed(self.history)]
+        query = request.query
+        offset = int(query["offset"]) if query.get("offset", "").isdigit() else 0
+        limit: int | None = None
+        if "limit" in query:
+            if not query["limit"].lstrip("-").isdigit():
+                return web.json_response({"error": "limit must be an integer"}, status=400)
+            limit = int(query["limit"])
+            if limit <= 0:
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        jobs = [job for one in ids if (job := self._job_of(one, full=False)) is not None]
+        page = jobs[offset : offset + limit if limit is not None else None]
+        return web.json_response(
+            {
+                "jobs": page,
+                "pagination": {
+                    "offset": offset,
+                    "limit": limit,
+                    "total": len(jobs),
+                    "has_more": offset + len(page) < len(jobs),
+                },
+            }
+        )
+
+    async def job(self, request: web.Request) -> web.Response:
+        job = self._job_of(request.match_info["job_id"], full=True)
+        if job is None:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response(job)
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        if self.state.knobs.comfyui_api != "newer":
+            return web.Response(status=404, text="404: Not Found")
+        prompt_id = request.match_info["job_id"]
+        self.state.stats.comfyui.interrupts += 1
+        if self.run is not None and self.run.item.prompt_id == prompt_id:
+            self.run.stop.set()
+            log.info("comfyui job cancel: stopping prompt %s", prompt_id)
+        elif any(item.prompt_id == prompt_id for item in self.pending):
+            self.pending = [item for item in self.pending if item.prompt_id != prompt_id]
+            await self._broadcast_status()
+        else:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response({"id": prompt_id, "cancelled": True})
+
     async def object_info(self, request: web.Request) -> web.Response:
         combos = self.combos()
         return web.json_response({name: spec.object_info(combos) for name, spec in NODES.items()})
@@ -551,6 +716,13 @@ class ComfyUi:
         if spec is None:
             return web.json_response({})
         return web.json_response({spec.name: spec.object_info(self.combos())})
+
+
+def _canonical_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 async def _json_or_empty(request: web.Request) -> dict[str, Any]:

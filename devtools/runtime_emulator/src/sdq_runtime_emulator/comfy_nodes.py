@@ -28,6 +28,7 @@ UPSCALE_METHODS = {
 }
 MAX_RESOLUTION = 16384
 INT_MAX = 0xFFFFFFFFFFFFFFFF
+LATENT_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 
 
 class NodeFailure(Exception):
@@ -44,6 +45,8 @@ class Latent:
     height: int
     batch_size: int
     pictures: tuple[render.Picture, ...] = ()
+    encoded: bool = False
+    """``pictures`` came from VAEEncode (not sampled yet)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ def _empty_latent(ctx: RunContext, inputs: dict[str, Any]) -> Result:
 def _ksampler(ctx: RunContext, inputs: dict[str, Any]) -> Result:
     latent: Latent = inputs["latent_image"]
     seed = int(inputs["seed"])
+    # An encoded image (img2img) shows under the placeholder, as SD WebUI's img2img does.
+    under = [one.image for one in latent.pictures] if latent.encoded else []
     pictures = tuple(
         render.placeholder(
             latent.width,
@@ -149,6 +154,7 @@ def _ksampler(ctx: RunContext, inputs: dict[str, Any]) -> Result:
                 ctx.next_serial(),
                 note=f"model {inputs['model']}",
             ),
+            under=under[index % len(under)] if under else None,
         )
         for index in range(latent.batch_size)
     )
@@ -168,6 +174,74 @@ def _vae_decode(ctx: RunContext, inputs: dict[str, Any]) -> Result:
         for _ in range(latent.batch_size)
     ]
     return (pictures,), None
+
+
+def _vae_encode(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["pixels"]
+    # The VAE works on multiples of 8: ComfyUI crops the pixels down to them.
+    first = images[0].image
+    width, height = first.width // 8 * 8, first.height // 8 * 8
+    left, top = (first.width % 8) // 2, (first.height % 8) // 2
+    box = (left, top, left + width, top + height)
+    cropped = tuple(render.Picture(one.image.crop(box)) for one in images)
+    return (Latent(width, height, len(cropped), cropped, encoded=True),), None
+
+
+def _latent_upscale(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    latent: Latent = inputs["samples"]
+    if "scale_by" in inputs:
+        width = round(latent.width * float(inputs["scale_by"]) / 8) * 8
+        height = round(latent.height * float(inputs["scale_by"]) / 8) * 8
+    else:
+        width = inputs["width"] or round(latent.width * inputs["height"] / latent.height / 8) * 8
+        height = inputs["height"] or round(latent.height * width / latent.width / 8) * 8
+    width, height = max(8, width), max(8, height)
+    pictures = tuple(
+        render.Picture(one.image.resize((width, height), Image.Resampling.BICUBIC))
+        for one in latent.pictures
+    )
+    return (Latent(width, height, latent.batch_size, pictures, latent.encoded),), None
+
+
+def _image_scale_by(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["image"]
+    method = UPSCALE_METHODS[inputs["upscale_method"]]
+    factor = float(inputs["scale_by"])
+    return (
+        [
+            render.Picture(
+                one.image.resize(
+                    (
+                        max(1, round(one.image.width * factor)),
+                        max(1, round(one.image.height * factor)),
+                    ),
+                    method,
+                )
+            )
+            for one in images
+        ],
+    ), None
+
+
+def _upscale_model_loader(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    name = str(inputs["model_name"])
+    scale = 2 if "2x" in name.lower() else 4
+    return ((name, scale),), None
+
+
+def _image_upscale_with_model(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    images: list[render.Picture] = inputs["image"]
+    _name, scale = inputs["upscale_model"]
+    return (
+        [
+            render.Picture(
+                one.image.resize(
+                    (one.image.width * scale, one.image.height * scale), Image.Resampling.LANCZOS
+                )
+            )
+            for one in images
+        ],
+    ), None
 
 
 def _empty_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
@@ -343,6 +417,62 @@ NODES: dict[str, NodeSpec] = {
             _vae_decode,
         ),
         NodeSpec(
+            "VAEEncode",
+            "latent",
+            (InputSpec("pixels", "IMAGE"), InputSpec("vae", "VAE")),
+            ("LATENT",),
+            _vae_encode,
+        ),
+        NodeSpec(
+            "LatentUpscale",
+            "latent",
+            (
+                InputSpec("samples", "LATENT"),
+                InputSpec("upscale_method", "COMBO"),
+                InputSpec("width", "INT", _int(512, 0, MAX_RESOLUTION, 8)),
+                InputSpec("height", "INT", _int(512, 0, MAX_RESOLUTION, 8)),
+                InputSpec("crop", "COMBO"),
+            ),
+            ("LATENT",),
+            _latent_upscale,
+        ),
+        NodeSpec(
+            "LatentUpscaleBy",
+            "latent",
+            (
+                InputSpec("samples", "LATENT"),
+                InputSpec("upscale_method", "COMBO"),
+                InputSpec("scale_by", "FLOAT", {"default": 1.5, "min": 0.01, "max": 8.0}),
+            ),
+            ("LATENT",),
+            _latent_upscale,
+        ),
+        NodeSpec(
+            "UpscaleModelLoader",
+            "loaders",
+            (InputSpec("model_name", "COMBO"),),
+            ("UPSCALE_MODEL",),
+            _upscale_model_loader,
+        ),
+        NodeSpec(
+            "ImageUpscaleWithModel",
+            "image/upscaling",
+            (InputSpec("upscale_model", "UPSCALE_MODEL"), _image_input()),
+            ("IMAGE",),
+            _image_upscale_with_model,
+        ),
+        NodeSpec(
+            "ImageScaleBy",
+            "image/upscaling",
+            (
+                _image_input(),
+                InputSpec("upscale_method", "COMBO"),
+                InputSpec("scale_by", "FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0}),
+            ),
+            ("IMAGE",),
+            _image_scale_by,
+        ),
+        NodeSpec(
             "EmptyImage",
             "image",
             (
@@ -413,4 +543,8 @@ STATIC_COMBOS = {
     "KSampler.scheduler": SCHEDULERS,
     "ImageScale.upscale_method": list(UPSCALE_METHODS),
     "ImageScale.crop": ["disabled", "center"],
+    "ImageScaleBy.upscale_method": list(UPSCALE_METHODS),
+    "LatentUpscale.upscale_method": LATENT_UPSCALE_METHODS,
+    "LatentUpscale.crop": ["disabled", "center"],
+    "LatentUpscaleBy.upscale_method": LATENT_UPSCALE_METHODS,
 }

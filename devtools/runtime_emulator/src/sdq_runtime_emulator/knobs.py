@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 SlowStartMode = Literal["503", "drop"]
 FailKind = Literal["http", "execution_error"]
 FailScope = Literal["generation", "all"]
+ComfyApi = Literal["v0.8.0", "newer"]
 
 MAX_IMAGE_SIDE = 4096
 
@@ -60,6 +61,10 @@ class Knobs:
     """Directory scanned for ``Stable-diffusion/*`` and ``checkpoints/*`` model files."""
     initial_model: str | None = None
     """Checkpoint loaded at start (default: the first known one)."""
+    comfyui_api: ComfyApi = "v0.8.0"
+    """``v0.8.0``: the pinned release (``GET /api/jobs`` and ``/api/jobs/{id}``, any
+    ``prompt_id``); ``newer``: later releases, which add ``POST /api/jobs/{id}/cancel`` and
+    refuse a client-chosen ``prompt_id`` that is not a canonical UUID."""
 
     def __post_init__(self) -> None:
         _check_non_negative("generation_latency_s", self.generation_latency_s)
@@ -77,6 +82,7 @@ class Knobs:
         _check_choice("slow_start_mode", self.slow_start_mode, SlowStartMode)
         _check_choice("fail_kind", self.fail_kind, FailKind)
         _check_choice("fail_scope", self.fail_scope, FailScope)
+        _check_choice("comfyui_api", self.comfyui_api, ComfyApi)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -84,3 +84,23 @@ def find(checkpoints: list[Checkpoint], wanted: str) -> Checkpoint | None:
         if wanted in checkpoint.aliases():
             return checkpoint
     return None
+
+
+UPSCALE_SUBDIRS = ("upscale_models", "ESRGAN", "RealESRGAN")
+UPSCALE_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+
+
+def upscale_models(models_dir: str | None) -> list[str]:
+    """Upscale model files (ComfyUI ``upscale_models``; SD WebUI keeps them in ``ESRGAN``)."""
+    if models_dir is None:
+        return []
+    names: set[str] = set()
+    for subdir in UPSCALE_SUBDIRS:
+        root = Path(models_dir) / subdir
+        if root.is_dir():
+            names.update(
+                path.relative_to(root).as_posix()
+                for path in root.rglob("*")
+                if path.is_file() and path.suffix in UPSCALE_SUFFIXES
+            )
+    return sorted(names)

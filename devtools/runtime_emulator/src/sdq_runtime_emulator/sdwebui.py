@@ -48,6 +48,49 @@ UPSCALERS = {
 }
 MAX_IMAGES = 64
 VERSION = "v1.10.1"
+# v1.10.1's samplers in its order; the first is the default an unknown name falls back to.
+SAMPLERS = (
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Heun",
+    "DPM++ 2S a",
+    "DPM++ 3M SDE",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DPM fast",
+    "DPM adaptive",
+    "Restart",
+    "DDIM",
+    "DDIM CFG++",
+    "PLMS",
+    "UniPC",
+    "LCM",
+)
+# Scripts of a stock v1.10.1 in API-only mode, as its GET /sdapi/v1/scripts lists them (titles
+# lower-cased except Hypertile's); the always-on ones may be named in ``alwayson_scripts``, the
+# selectable ones only in ``script_name``.
+SELECTABLE_SCRIPTS = {
+    "txt2img": ("prompt matrix", "prompts from file or textbox", "x/y/z plot"),
+    "img2img": (
+        "img2img alternative test",
+        "loopback",
+        "outpainting mk2",
+        "poor man's outpainting",
+        "prompt matrix",
+        "prompts from file or textbox",
+        "sd upscale",
+        "x/y/z plot",
+    ),
+}
+ALWAYSON_SCRIPTS = {
+    "txt2img": ("extra options", "Hypertile", "refiner", "sampler", "seed"),
+    "img2img": ("extra options", "Hypertile", "soft inpainting", "refiner", "sampler", "seed"),
+}
 
 
 class SdError(Exception):
@@ -59,7 +102,8 @@ class SdError(Exception):
 
     @classmethod
     def http(cls, status: int, detail: str) -> SdError:
-        return cls(status, "HTTPException", f"{status}: {detail}", detail)
+        # v1.10.1's stack renders an HTTPException as "" in ``errors``; ``detail`` has the text.
+        return cls(status, "HTTPException", "", detail)
 
     def response(self) -> web.Response:
         return sd_error_response(self.status, self.error, self.message, self.detail)
@@ -123,7 +167,10 @@ class SdWebUi:
             web.get(f"{PREFIX}/progress", self.progress),
             web.post(f"{PREFIX}/interrupt", self.interrupt),
             web.get(f"{PREFIX}/memory", self.memory),
-            web.get("/internal/ping", self.ping),
+            web.get(f"{PREFIX}/samplers", self.samplers),
+            web.get(f"{PREFIX}/upscalers", self.upscalers),
+            web.get(f"{PREFIX}/scripts", self.scripts),
+            # No /internal/ping: it exists only with the web UI; sdq runs --api --nowebui.
         ]
 
     # --- generation -------------------------------------------------------------------
@@ -140,6 +187,13 @@ class SdWebUi:
         try:
             params = parse_body(await request.read(), spec, defaults)
             init = self._init_image(params) if job_name == "img2img" else None
+            self._check_scripts(params, job_name)
+            # SD WebUI silently uses its default sampler for a name it does not know, and
+            # rounds the size down to multiples of 8.
+            sampler = params["sampler_name"] or params["sampler_index"]
+            params["sampler_name"] = sampler if sampler in SAMPLERS else SAMPLERS[0]
+            params["width"] = params["width"] // 8 * 8
+            params["height"] = params["height"] // 8 * 8
             width, height = params["width"], params["height"]
             total = params["batch_size"] * params["n_iter"]
             if not (8 <= width <= MAX_IMAGE_SIDE and 8 <= height <= MAX_IMAGE_SIDE):
@@ -175,6 +229,17 @@ class SdWebUi:
                 "info": json.dumps(info),
             }
         )
+
+    @staticmethod
+    def _check_scripts(params: dict[str, Any], tab: str) -> None:
+        for name in params["alwayson_scripts"]:
+            lowered = str(name).lower()
+            if lowered in SELECTABLE_SCRIPTS[tab]:
+                raise SdError.http(
+                    422, "Cannot have a selectable script in the always on scripts params"
+                )
+            if lowered not in {known.lower() for known in ALWAYSON_SCRIPTS[tab]}:
+                raise SdError.http(422, f"Script '{name}' not found")
 
     def _init_image(self, params: dict[str, Any]) -> Image.Image:
         if params["init_images"] is None:
@@ -270,8 +335,8 @@ class SdWebUi:
                     )
                     raise SdError(
                         500,
-                        "RuntimeError",
-                        "sdq runtime emulator: injected execution error (like CUDA out of memory)",
+                        "OutOfMemoryError",
+                        "CUDA out of memory. (sdq runtime emulator: injected execution error)",
                     )
 
                 async def advance(step: int) -> None:
@@ -335,16 +400,18 @@ class SdWebUi:
         try:
             params = parse_body(await request.read(), EXTRAS_BATCH)
             entries = params["imageList"] or []
-            if not all(isinstance(entry, dict) and "data" in entry for entry in entries):
-                raise RequestInvalid(
-                    [
-                        {
-                            "loc": ["body", "imageList", 0, "data"],
-                            "msg": "field required",
-                            "type": "value_error.missing",
-                        }
-                    ]
-                )
+            missing = [
+                {
+                    "loc": ["body", "imageList", index, key],
+                    "msg": "field required",
+                    "type": "value_error.missing",
+                }
+                for index, entry in enumerate(entries)
+                for key in ("data", "name")
+                if not isinstance(entry, dict) or entry.get(key) is None
+            ]
+            if missing:
+                raise RequestInvalid(missing)
             images = [self._decode(entry["data"]) for entry in entries]
             pictures = await self._extras(request, params, images)
         except RequestInvalid as invalid:
@@ -491,8 +558,32 @@ class SdWebUi:
             }
         )
 
-    async def ping(self, request: web.Request) -> web.Response:
-        return web.json_response({})
+    async def samplers(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS]
+        )
+
+    async def upscalers(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {
+                    "name": name,
+                    "model_name": None,
+                    "model_path": None,
+                    "model_url": None,
+                    "scale": 2.0 if "2x" in name else 4.0,
+                }
+                for name in UPSCALERS
+            ]
+        )
+
+    async def scripts(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                tab: [*SELECTABLE_SCRIPTS[tab], *ALWAYSON_SCRIPTS[tab]]
+                for tab in ("txt2img", "img2img")
+            }
+        )
 
 
 def _drop(request: web.Request) -> None:

@@ -61,3 +61,55 @@ def load_invert_save(image: str, *, filename_prefix: str = "ComfyUI") -> dict[st
             "inputs": {"images": ["2", 0], "filename_prefix": filename_prefix},
         },
     }
+
+
+def img2img(
+    prompt: str,
+    image: str,
+    *,
+    seed: int = 1,
+    steps: int = 20,
+    denoise: float = 0.6,
+    filename_prefix: str = "ComfyUI",
+    ckpt_name: str = "v1-5-pruned-emaonly.safetensors",
+) -> dict[str, Any]:
+    """The standard img2img graph: LoadImage → VAEEncode → KSampler → VAEDecode → SaveImage."""
+    graph = txt2img(
+        prompt, seed=seed, steps=steps, filename_prefix=filename_prefix, ckpt_name=ckpt_name
+    )
+    del graph["5"]
+    graph["10"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+    graph["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    graph["3"]["inputs"] |= {"latent_image": ["11", 0], "denoise": denoise}
+    return graph
+
+
+def hires_upscale(
+    prompt: str,
+    *,
+    seed: int = 1,
+    width: int = 256,
+    height: int = 256,
+    scale_by: float = 2.0,
+    filename_prefix: str = "ComfyUI",
+    ckpt_name: str = "v1-5-pruned-emaonly.safetensors",
+) -> dict[str, Any]:
+    """txt2img, then a weight-free pixel upscale (ImageScaleBy) saved beside the original."""
+    graph = txt2img(
+        prompt,
+        seed=seed,
+        width=width,
+        height=height,
+        steps=4,
+        filename_prefix=filename_prefix,
+        ckpt_name=ckpt_name,
+    )
+    graph["12"] = {
+        "class_type": "ImageScaleBy",
+        "inputs": {"image": ["8", 0], "upscale_method": "lanczos", "scale_by": scale_by},
+    }
+    graph["13"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["12", 0], "filename_prefix": f"{filename_prefix}-upscaled"},
+    }
+    return graph

@@ -97,6 +97,9 @@ class RuntimeConfig(_Frozen):
         CapacityType.ON_DEMAND,
     )
     task_timeout_seconds: Annotated[int, Field(ge=10, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
+    # A task interrupted at its deadline fails permanently unless this asks for retries (each
+    # retry may cost another full task_timeout_seconds of GPU).
+    retry_on_deadline: bool = False
     # Receives before a task is dead-lettered (the SQS redrive policy).
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
 

@@ -18,6 +18,10 @@ from sdq_contracts.config import RuntimeType
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - a pod must answer the kubelet's probes on its IP
 
 
+# Where a pod's ComfyUI keeps its input/output folders (emptyDir volumes shared with the agent).
+COMFYUI_DATA_DIR = "/comfyui-files"
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeLaunch:
     """The runtime's port, its launch arguments and the path that answers once it is ready."""
@@ -35,6 +39,7 @@ def runtime_launch(
     listen: str = ALL_INTERFACES,
     models_dir: str = "/models",
     config_dir: str = "/etc/sdq",
+    data_dir: str = COMFYUI_DATA_DIR,
     port: int | None = None,
     state_dir: str = "/var/lib/sdq-runtime",
 ) -> RuntimeLaunch:
@@ -42,18 +47,23 @@ def runtime_launch(
 
     ``models_dir`` is the node's model cache (SD WebUI folder layout); ``config_dir`` holds the
     files sdq gives a runtime (ComfyUI's ``extra_model_paths.yaml`` mapping its folders onto
-    that cache); ``state_dir`` is a writable folder for a runtime that keeps state (InvokeAI's
-    root: its database, image store and invokeai.yaml).
+    that cache). ``data_dir`` holds ComfyUI's ``input/`` and ``output/`` folders, shared with
+    the queue agent (``SDQ_COMFYUI_DATA_DIR``) so that it can remove a task's files once they are
+    in S3: ComfyUI has no API that deletes files. Both folders must exist before ComfyUI starts.
+    ``port`` defaults to the runtime's usual one (a pod has its own network namespace; tests pick
+    a free port). ``state_dir`` is a writable folder for a runtime that keeps state
+    (InvokeAI's root: its database, image store and invokeai.yaml).
     """
     if runtime_type is RuntimeType.SDWEBUI:
         bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
+        port = port or 7860
         return RuntimeLaunch(
-            port=7860,
+            port=port,
             args=(
                 "--api",
                 "--nowebui",  # API only: /sdapi/v1/* without the Gradio UI
                 *bind,
-                "--port=7860",  # --nowebui would otherwise default to 7861
+                f"--port={port}",  # --nowebui would otherwise default to 7861
                 "--no-download-sd-model",  # never fetch a model at start-up
                 "--skip-load-model-at-start",  # the agent loads the task's model on demand
                 "--skip-version-check",
@@ -66,15 +76,18 @@ def runtime_launch(
             health_path="/sdapi/v1/options",
         )
     if runtime_type is RuntimeType.COMFYUI:
+        port = port or 8188
         return RuntimeLaunch(
-            port=8188,
+            port=port,
             args=(
                 f"--listen={listen}",
-                "--port=8188",
+                f"--port={port}",
                 "--disable-mmap",  # read safetensors whole: fast loads from instance-store NVMe
                 "--disable-auto-launch",
                 "--disable-api-nodes",  # no calls to paid cloud nodes from a private fleet
                 f"--extra-model-paths-config={config_dir}/extra_model_paths.yaml",
+                f"--input-directory={data_dir}/input",
+                f"--output-directory={data_dir}/output",
             ),
             health_path="/system_stats",
         )

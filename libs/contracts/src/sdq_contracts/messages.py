@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdq_contracts.config import NAME_PATTERN
+from sdq_contracts.keys import task_suffix
 from sdq_contracts.requests import TaskType
 
 MESSAGE_VERSION: Literal[1] = 1
@@ -94,12 +95,35 @@ class ResultNotification(BaseModel):
     result: bool
     status: TaskState
     image_url: list[str] = Field(default_factory=list)
-    output_url: str
+    # The task's ``.out`` object (the runtime's full answer, images elided), as the seed guide
+    # says; it exists once the task completed. Derived from ``output_location`` when not given.
+    output_url: str = ""
+    # The folder of the task's outputs: ``s3://{bucket}/{prefix}/{id}``.
+    output_location: str | None = None
     context: Any = None
     error: TaskError | None = None
     # Seconds per stage, e.g. {"queue": .., "fetch": .., "generate": .., "upload": ..}.
     timings: dict[str, float] | None = None
     trace_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _out_object_from_folder(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("output_url") is None
+            and isinstance(data.get("output_location"), str)
+            and isinstance(data.get("id"), str)
+        ):
+            folder, task_id = data["output_location"].rstrip("/"), data["id"]
+            data = {**data, "output_url": f"{folder}/{task_id}-{task_suffix(task_id)}.out"}
+        return data
+
+    @model_validator(mode="after")
+    def _has_output_url(self) -> Self:
+        if not self.output_url:
+            raise ValueError("output_url (or output_location to derive it from) is required")
+        return self
 
 
 class StatusRecord(BaseModel):
@@ -128,6 +152,8 @@ class StatusRecord(BaseModel):
     cancel_requested: bool = False
     # While running: what the agent is doing ("generating", "uploading"); progress displays use it.
     stage: str | None = None
+    # While waiting out a retry backoff (stage "waiting_to_retry"): when the next attempt runs.
+    retry_at: datetime | None = None
     trace_id: str | None = None
     # Epoch seconds after which DynamoDB's TTL deletes the row.
     expires_at: int | None = None

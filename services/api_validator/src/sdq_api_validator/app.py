@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdq_api_validator.domain.api import Api
+from sdq_api_validator.adapters.http import Api
 from sdq_api_validator.domain.service import ApiSettings, TaskService
 from sdq_api_validator.settings import Settings
 

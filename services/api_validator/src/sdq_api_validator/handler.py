@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 from sdq_api_validator import telemetry
+from sdq_api_validator.adapters.http import Api
 from sdq_api_validator.app import build_api
-from sdq_api_validator.domain.api import Api
 from sdq_api_validator.logs import configure
 from sdq_api_validator.settings import Settings
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -44,7 +46,9 @@ RUNTIMES: dict[RuntimeType, Callable[[AgentSettings, aiohttp.ClientSession], Run
     RuntimeType.SDWEBUI: lambda s, session: SdWebUiRuntime(
         session, s.runtime_url, static_model=s.static_model, dynamic_model=s.dynamic_model
     ),
-    RuntimeType.COMFYUI: lambda s, session: ComfyUiRuntime(session, s.runtime_url),
+    RuntimeType.COMFYUI: lambda s, session: ComfyUiRuntime(
+        session, s.runtime_url, data_dir=s.comfyui_data_dir
+    ),
     RuntimeType.INVOKEAI: lambda s, session: InvokeAiRuntime(
         session, s.runtime_url, static_model=s.static_model, models_dir=s.runtime_models_dir
     ),
@@ -59,6 +63,9 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         task_timeout=settings.task_timeout_seconds,
         visibility=settings.visibility,
         max_receive_count=settings.max_receive_count,
+        retry_on_deadline=settings.retry_on_deadline,
+        status_ttl_days=settings.status_ttl_days,
+        agent_id=f"{socket.gethostname()}:{os.getpid()}",
         max_input_bytes=settings.max_input_bytes,
         backoff_base=settings.retry_backoff_seconds,
         backoff_max=settings.retry_backoff_max_seconds,

@@ -59,6 +59,12 @@ class RuntimeRejectedError(PermanentTaskError):
     code = "runtime_rejected"
 
 
+class UnknownScriptError(RuntimeRejectedError):
+    """An SD WebUI ``alwayson_scripts`` entry names a script the runtime does not have."""
+
+    code = "unknown_script"
+
+
 class WorkflowExecutionError(PermanentTaskError):
     """ComfyUI reported ``execution_error`` for a node."""
 

@@ -40,6 +40,9 @@ class AgentSettings(BaseSettings):
     # The node's model cache as the runtime container sees it (InvokeAI installs models from
     # there by path; the k8s components mount it at /models).
     runtime_models_dir: Annotated[str, Field(min_length=1)] = "/models"
+    # ComfyUI only: its base directory (holding input/ and output/) as mounted in the agent's
+    # container; the agent removes each task's files there once its outputs are read.
+    comfyui_data_dir: Path | None = None
     # --- AWS resources ---
     queue_url: Annotated[str, Field(min_length=1)]
     result_topic_arn: Annotated[str, Field(min_length=1)]
@@ -58,6 +61,10 @@ class AgentSettings(BaseSettings):
     # --- task semantics ---
     task_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    # runtimes[].retry_on_deadline: retry a task interrupted at its deadline (default: fail it).
+    retry_on_deadline: bool = False
+    # Days a status row the agent must create lives (the API's status_ttl_days).
+    status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # Visibility the agent keeps on every held message (heartbeat every third of it).
     # Default: the task timeout plus a minute, like the queue's own default.
     visibility_seconds: Annotated[int, Field(ge=2, le=43_200)] | None = None
@@ -94,7 +101,14 @@ class AgentSettings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("static_model", "drain_file", "aws_endpoint_url", "trace_dir", mode="before")
+    @field_validator(
+        "static_model",
+        "drain_file",
+        "aws_endpoint_url",
+        "trace_dir",
+        "comfyui_data_dir",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

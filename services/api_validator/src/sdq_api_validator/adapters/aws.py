@@ -7,7 +7,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from sdq_contracts.messages import StatusRecord, TaskState, utcnow
+from sdq_contracts.messages import TaskState, utcnow
+from sdq_contracts.status import ANNOUNCED, PUBLISH_LEASE_UNTIL
 
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
@@ -27,21 +28,23 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class DynamoStatusStore:
+    """The API's transitions of :mod:`sdq_contracts.status` as conditional writes."""
+
     def __init__(self, client: Any, table: str) -> None:
         self._ddb = client
         self._table = table
 
-    def get(self, task_id: str) -> StatusRecord | None:
+    def get(self, task_id: str) -> dict[str, Any] | None:
         item = self._ddb.get_item(
             TableName=self._table, Key={"id": {"S": task_id}}, ConsistentRead=True
         ).get("Item")
-        return StatusRecord.from_item(_from_ddb(item)) if item else None
+        return _from_ddb(item) if item else None
 
-    def create(self, record: StatusRecord) -> bool:
+    def create(self, item: dict[str, Any]) -> bool:
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item=_to_ddb(record.to_item()),
+                Item=_to_ddb(item),
                 ConditionExpression="attribute_not_exists(id)",
             )
         except ClientError as exc:
@@ -50,47 +53,74 @@ class DynamoStatusStore:
             raise
         return True
 
-    def _update_if(
-        self, task_id: str, expected: TaskState, sets: str, values: dict[str, Any]
-    ) -> StatusRecord | None:
-        now = utcnow().isoformat()
+    def _update(
+        self,
+        task_id: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """UpdateItem; the new row, or None when the condition did not hold."""
+        known = {"#s": "status", "#id": "id"} | (names or {})
+        used = {k: v for k, v in known.items() if k in expression + condition}
         try:
             result = self._ddb.update_item(
                 TableName=self._table,
                 Key={"id": {"S": task_id}},
-                UpdateExpression=f"SET {sets}, updated_at = :now",
-                ConditionExpression="#s = :expected",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=_to_ddb(
-                    values | {":now": now, ":expected": expected.value}
-                ),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=used,
+                ExpressionAttributeValues=_to_ddb(values),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if _conditional_failed(exc):
                 return None
             raise
-        return StatusRecord.from_item(_from_ddb(result["Attributes"]))
+        return _from_ddb(result["Attributes"])
+
+    def take_publish_lease(self, task_id: str, now: int, lease_until: int) -> bool:
+        taken = self._update(
+            task_id,
+            "SET #pl = :lease",
+            "#s = :queued AND attribute_not_exists(published_at) "
+            "AND (attribute_not_exists(#pl) OR #pl < :now)",
+            {":lease": lease_until, ":now": now, ":queued": TaskState.QUEUED.value},
+            {"#pl": PUBLISH_LEASE_UNTIL},
+        )
+        return taken is not None
 
     def mark_published(self, task_id: str) -> None:
-        self._ddb.update_item(
-            TableName=self._table,
-            Key={"id": {"S": task_id}},
-            UpdateExpression="SET published_at = :now",
-            ExpressionAttributeValues={":now": {"S": utcnow().isoformat()}},
-        )
-
-    def cancel_if_queued(self, task_id: str) -> StatusRecord | None:
-        return self._update_if(
+        self._update(
             task_id,
-            TaskState.QUEUED,
-            "#s = :cancelled, finished_at = :now",
-            {":cancelled": TaskState.CANCELLED.value},
+            "SET published_at = :now REMOVE #pl",
+            "attribute_exists(#id)",
+            {":now": utcnow().isoformat()},
+            {"#pl": PUBLISH_LEASE_UNTIL},
         )
 
-    def request_cancel_if_running(self, task_id: str) -> StatusRecord | None:
-        return self._update_if(
-            task_id, TaskState.RUNNING, "cancel_requested = :yes", {":yes": True}
+    def cancel_if_queued(self, task_id: str) -> dict[str, Any] | None:
+        now = utcnow().isoformat()
+        return self._update(
+            task_id,
+            "SET #s = :cancelled, finished_at = :now, updated_at = :now, #ann = :false",
+            "#s = :queued",
+            {
+                ":cancelled": TaskState.CANCELLED.value,
+                ":now": now,
+                ":queued": TaskState.QUEUED.value,
+                ":false": False,
+            },
+            {"#ann": ANNOUNCED},
+        )
+
+    def request_cancel_if_running(self, task_id: str) -> dict[str, Any] | None:
+        return self._update(
+            task_id,
+            "SET cancel_requested = :yes, updated_at = :now",
+            "#s = :running",
+            {":yes": True, ":now": utcnow().isoformat(), ":running": TaskState.RUNNING.value},
         )
 
     def delete(self, task_id: str) -> None:

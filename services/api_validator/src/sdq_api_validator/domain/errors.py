@@ -1,30 +1,44 @@
-"""Client-visible failures: each maps to one HTTP status and a stable error code."""
+"""Domain errors: what is wrong, in the domain's words. The HTTP edge
+(:mod:`sdq_api_validator.adapters.http`) maps each kind to a status code."""
 
 from __future__ import annotations
 
-from sdq_contracts.requests import ErrorBody, ErrorDetail
 
+class DomainError(Exception):
+    """Base of the errors a client can act on; ``code`` is stable, ``field`` names the culprit."""
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.field = field
 
-    def body(self) -> dict[str, object]:
-        detail = ErrorDetail(code=self.code, message=self.message, field=self.field)
-        return ErrorBody(error=detail).model_dump(exclude_none=True)
+
+class InvalidRequest(DomainError):
+    """The request can never succeed as sent (validation)."""
 
 
-def bad_request(message: str, field: str | None = None, code: str = "invalid_request") -> ApiError:
-    return ApiError(400, code, message, field)
+class NotFound(DomainError):
+    """No task with this id."""
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "not_found", message)
+class Conflict(DomainError):
+    """The request contradicts the task's state (id reuse, cancel of an ended task)."""
 
 
-def conflict(message: str, code: str = "conflict") -> ApiError:
-    return ApiError(409, code, message)
+class Busy(DomainError):
+    """The task is being changed concurrently; the same request may succeed on retry."""
+
+
+def bad_request(
+    message: str, field: str | None = None, code: str = "invalid_request"
+) -> InvalidRequest:
+    return InvalidRequest(code, message, field)
+
+
+def not_found(message: str) -> NotFound:
+    return NotFound("not_found", message)
+
+
+def conflict(message: str, code: str = "conflict") -> Conflict:
+    return Conflict(code, message)

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from sdq_contracts.messages import StatusRecord
+from typing import Any, Protocol
 
 
 class StatusStore(Protocol):
-    def get(self, task_id: str) -> StatusRecord | None: ...
+    """The status row, moved only as :mod:`sdq_contracts.status` allows. Rows are plain items
+    (the stored mapping); the service reads them into StatusRecords."""
 
-    def create(self, record: StatusRecord) -> bool:
+    def get(self, task_id: str) -> dict[str, Any] | None: ...
+
+    def create(self, item: dict[str, Any]) -> bool:
         """Insert if no row has this id; False when one exists already."""
+        ...
+
+    def take_publish_lease(self, task_id: str, now: int, lease_until: int) -> bool:
+        """Take over publishing a queued, unpublished row whose publish lease has expired."""
         ...
 
     def mark_published(self, task_id: str) -> None: ...
 
-    def cancel_if_queued(self, task_id: str) -> StatusRecord | None:
+    def cancel_if_queued(self, task_id: str) -> dict[str, Any] | None:
         """Set status cancelled if still queued; the updated row, or None if not queued."""
         ...
 
-    def request_cancel_if_running(self, task_id: str) -> StatusRecord | None:
+    def request_cancel_if_running(self, task_id: str) -> dict[str, Any] | None:
         """Set cancel_requested if running; the updated row, or None if not running."""
         ...
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 
-from sdq_api_validator.domain.errors import ApiError, bad_request, conflict, not_found
+from sdq_api_validator.domain.errors import Busy, bad_request, conflict, not_found
 from sdq_api_validator.domain.ports import ClaimStore, Publisher, StatusStore
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_api_validator.domain.validation import (
@@ -35,10 +36,13 @@ from sdq_contracts.messages import (
     utcnow,
 )
 from sdq_contracts.requests import TaskAccepted, TaskAcceptedV1Alpha1
+from sdq_contracts.status import PUBLISH_LEASE_UNTIL
 
 _TASK_ID = re.compile(NAME_PATTERN)
 # Fields of a status row that are bookkeeping, not for clients.
 _PRIVATE_FIELDS = frozenset({"request_hash", "response", "expires_at", "published_at"})
+# How long the request that created a row has to publish it before a replay may take over.
+PUBLISH_LEASE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,31 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: int
+    """What a request achieved, in domain terms (the HTTP edge picks the status code)."""
+
     body: dict[str, Any]
-    replayed: bool = False
     task_id: str | None = None
     runtime: str | None = None
+
+
+class Accepted(Outcome):
+    """A new task is queued."""
+
+
+class Replayed(Outcome):
+    """The same request again: the original answer."""
+
+
+class Found(Outcome):
+    """A task's status."""
+
+
+class Cancelled(Outcome):
+    """The task is cancelled (it was queued, or already cancelled)."""
+
+
+class CancelRequested(Outcome):
+    """The task runs; its agent will interrupt it."""
 
 
 def _request_hash(data: dict[str, Any]) -> str:
@@ -64,8 +88,31 @@ def _request_hash(data: dict[str, Any]) -> str:
 
 
 def public_view(record: StatusRecord) -> dict[str, Any]:
-    hidden = set(_PRIVATE_FIELDS) | ({"stage"} if record.status.terminal else set())
+    hidden = set(_PRIVATE_FIELDS) | ({"stage", "retry_at"} if record.status.terminal else set())
     return record.model_dump(mode="json", exclude=hidden, exclude_none=True)
+
+
+def read_row(item: dict[str, Any]) -> StatusRecord | None:
+    """The row as a StatusRecord; None for a row no writer of today leaves (never a crash)."""
+    try:
+        return StatusRecord.from_item(item)
+    except ValidationError:
+        return None
+
+
+def salvage_view(task_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """What can be said of an unreadable row: its id, and its status if that is a known one."""
+    status = item.get("status")
+    known = {s.value for s in TaskState}
+    return {
+        "id": task_id,
+        "status": status if isinstance(status, str) and status in known else "unknown",
+        "error": {
+            "code": "unreadable_status",
+            "message": "the task's status row is incomplete; it expires with its TTL",
+            "permanent": True,
+        },
+    }
 
 
 def check_task_id(task_id: str) -> str:
@@ -91,7 +138,7 @@ class TaskService:
     def runtimes(self) -> Sequence[RuntimeConfig]:
         return self._settings.runtimes
 
-    def submit(self, version: ApiVersion, body: bytes, status_base: str) -> Outcome:
+    def submit(self, version: ApiVersion, body: bytes, status_base: str) -> Accepted | Replayed:
         with tracer.start_as_current_span("validate") as span:
             data = parse_json_object(body)
             if version is ApiVersion.V1ALPHA2:
@@ -132,10 +179,16 @@ class TaskService:
             trace_id=xray_trace_id(),
             expires_at=int((now + timedelta(days=self._settings.status_ttl_days)).timestamp()),
         )
+        # Only the request that creates the row publishes; it holds a publish lease meanwhile.
+        lease = int(now.timestamp()) + PUBLISH_LEASE_SECONDS
         with tracer.start_as_current_span("status.create"):
-            created = self._store.create(record)
+            created = self._store.create(record.to_item() | {PUBLISH_LEASE_UNTIL: lease})
         if not created:
             return self._replay(record, message)
+        self._publish_once(message)
+        return Accepted(response, task_id=message.id, runtime=message.runtime)
+
+    def _publish_once(self, message: TaskMessage) -> None:
         try:
             self._publish(message)
         except Exception:
@@ -143,27 +196,30 @@ class TaskService:
             self._store.delete(message.id)
             raise
         self._store.mark_published(message.id)
-        return Outcome(202, response, task_id=message.id, runtime=message.runtime)
 
-    def _replay(self, record: StatusRecord, message: TaskMessage) -> Outcome:
-        existing = self._store.get(record.id)
-        if existing is None:  # deleted between our insert attempt and this read
-            raise ApiError(
-                503, "retry", "the task is being changed concurrently; retry the request"
-            )
-        if existing.request_hash != record.request_hash or existing.response is None:
+    def _replay(self, record: StatusRecord, message: TaskMessage) -> Replayed:
+        item = self._store.get(record.id)
+        existing = read_row(item) if item is not None else None
+        if item is None:  # deleted between our insert attempt and this read
+            raise Busy("retry", "the task is being changed concurrently; retry the request")
+        if (
+            existing is None
+            or existing.request_hash != record.request_hash
+            or existing.response is None
+        ):
             raise conflict(
                 f"task id '{record.id}' was already used for a different request; "
                 "use a new id, or resend the original body to get its answer",
                 code="id_conflict",
             )
         if existing.published_at is None and existing.status is TaskState.QUEUED:
-            # An earlier attempt stored the row but died before publishing: finish its job.
-            self._publish(message)
-            self._store.mark_published(record.id)
-        return Outcome(
-            202, existing.response, replayed=True, task_id=existing.id, runtime=existing.runtime
-        )
+            # The creator may still be publishing: take over only once its lease has expired
+            # (it died between storing the row and publishing), by a conditional write that
+            # exactly one replay wins.
+            now = int(utcnow().timestamp())
+            if self._store.take_publish_lease(record.id, now, now + PUBLISH_LEASE_SECONDS):
+                self._publish_once(message)
+        return Replayed(existing.response, task_id=existing.id, runtime=existing.runtime)
 
     def _publish(self, message: TaskMessage) -> None:
         with tracer.start_as_current_span("sns.publish", kind=SpanKind.PRODUCER) as span:
@@ -189,28 +245,41 @@ class TaskService:
             attributes[ATTR_TRACE_HEADER] = carrier[ATTR_TRACE_HEADER]
         self._publisher.publish(payload, attributes)
 
-    def get(self, task_id: str) -> Outcome:
-        record = self._store.get(check_task_id(task_id))
-        if record is None:
+    def get(self, task_id: str) -> Found:
+        item = self._store.get(check_task_id(task_id))
+        if item is None:
             raise not_found(f"no task with id '{task_id}'")
-        return Outcome(200, public_view(record), task_id=record.id, runtime=record.runtime)
+        record = read_row(item)
+        if record is None:
+            return Found(salvage_view(task_id, item), task_id=task_id)
+        return Found(public_view(record), task_id=record.id, runtime=record.runtime)
 
-    def cancel(self, task_id: str) -> Outcome:
-        record = self._store.get(check_task_id(task_id))
-        if record is None:
+    def _read(self, task_id: str) -> StatusRecord:
+        item = self._store.get(task_id)
+        if item is None:
             raise not_found(f"no task with id '{task_id}'")
+        record = read_row(item)
+        if record is None:
+            raise conflict(
+                f"task '{task_id}' has an incomplete status row and cannot be cancelled",
+                code="not_cancellable",
+            )
+        return record
+
+    def cancel(self, task_id: str) -> Cancelled | CancelRequested:
+        record = self._read(check_task_id(task_id))
         if record.status is TaskState.QUEUED:
             cancelled = self._store.cancel_if_queued(task_id)
-            if cancelled is not None:
-                return Outcome(200, public_view(cancelled), task_id=task_id, runtime=record.runtime)
-            record = self._store.get(task_id) or record  # it started meanwhile
+            if cancelled is not None and (view := read_row(cancelled)) is not None:
+                return Cancelled(public_view(view), task_id=task_id, runtime=record.runtime)
+            record = self._read(task_id)  # it started meanwhile
         if record.status is TaskState.RUNNING:
             asked = self._store.request_cancel_if_running(task_id)
-            if asked is not None:
-                return Outcome(202, public_view(asked), task_id=task_id, runtime=record.runtime)
-            record = self._store.get(task_id) or record
+            if asked is not None and (view := read_row(asked)) is not None:
+                return CancelRequested(public_view(view), task_id=task_id, runtime=record.runtime)
+            record = self._read(task_id)
         if record.status is TaskState.CANCELLED:
-            return Outcome(200, public_view(record), task_id=task_id, runtime=record.runtime)
+            return Cancelled(public_view(record), task_id=task_id, runtime=record.runtime)
         raise conflict(
             f"task '{task_id}' is already {record.status.value} and cannot be cancelled",
             code="not_cancellable",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -10,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from sdq_api_validator.domain.errors import ApiError, bad_request
+from sdq_api_validator.domain.errors import InvalidRequest, bad_request
 from sdq_contracts.config import RuntimeConfig, RuntimeType
 from sdq_contracts.messages import ApiVersion, TaskMessage
 from sdq_contracts.requests import (
@@ -28,6 +31,19 @@ _MAX_IMAGES_PER_TASK = 64
 _SIZE_LIMIT = 8192
 
 _M = TypeVar("_M", bound=BaseModel)
+# Deepest nesting a request may have (a ComfyUI workflow needs about five levels).
+MAX_DEPTH = 64
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
+# Leading bytes of the image formats the runtimes read.
+_IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
 # Runtime types that take SD WebUI-style content (InvokeAI translates it to a graph) and the
 # task types of that content which load a checkpoint.
 _MODEL_BY_OVERRIDE = frozenset({RuntimeType.SDWEBUI, RuntimeType.INVOKEAI})
@@ -43,9 +59,68 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise bad_request(
             f"the request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
+    except RecursionError:
+        raise bad_request(
+            f"the request body is nested too deeply (at most {MAX_DEPTH} levels)",
+            code="too_deep",
+        ) from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise bad_request(
+            f"the request body holds a number that is too large: {exc}", code="invalid_number"
+        ) from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
+    check_values(data)
     return data
+
+
+def check_values(data: dict[str, Any]) -> None:
+    """Refuse what parses as JSON but breaks every consumer after the API: nesting deeper than
+    :data:`MAX_DEPTH`, strings with lone surrogates (not encodable as UTF-8), integers beyond
+    64 bits, and NaN/Infinity. The error names the field."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise bad_request(
+                f"{_loc(path) or 'body'}: nested deeper than {MAX_DEPTH} levels",
+                _loc(path),
+                code="too_deep",
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, (*path, key))
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and not _MIN_INT <= value <= _MAX_INT:
+            raise bad_request(
+                f"{_loc(path)}: integer out of range (at most 64 bits)",
+                _loc(path),
+                code="invalid_number",
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise bad_request(
+                f"{_loc(path)}: NaN and Infinity are not JSON numbers",
+                _loc(path),
+                code="invalid_number",
+            )
+
+
+def _check_text(text: str, path: tuple[str | int, ...]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        where = _loc(path) or "body"
+        raise bad_request(
+            f"{where}: contains a lone UTF-16 surrogate (e.g. \\ud800), which is not text",
+            where,
+            code="invalid_text",
+        ) from None
 
 
 def _loc(parts: Iterable[int | str]) -> str:
@@ -55,7 +130,7 @@ def _loc(parts: Iterable[int | str]) -> str:
     return out
 
 
-def _model_errors(exc: ValidationError, root: str = "") -> ApiError:
+def _model_errors(exc: ValidationError, root: str = "") -> InvalidRequest:
     first = exc.errors()[0]
     field = _loc([root, *first["loc"]] if root else first["loc"])
     message = first["msg"]
@@ -73,16 +148,47 @@ def _validate(model: type[_M], data: dict[str, Any]) -> _M:
         raise _model_errors(exc) from None
 
 
-def _check_image_ref(value: Any, field: str) -> None:
+def _check_image_ref(value: Any, field: str, inline: bool = True) -> None:
+    """An image given by URL, data: URI or (``inline``) base64; inline images must decode and
+    look like an image, so a broken upload is the client's 400, not a runtime outage."""
     if not isinstance(value, str) or not value:
         raise bad_request(
             f"{field}: expected a non-empty string (base64 image, http(s) or s3:// URL)", field
         )
     match = _URL_LIKE.match(value)
-    if match and match.group(1).lower() not in _IMAGE_SCHEMES and "/" in value[:40]:
+    scheme = match.group(1).lower() if match else None
+    if scheme in ("http", "https", "s3"):
+        return
+    if scheme == "data":
+        header, comma, payload = value.partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise bad_request(f"{field}: expected a data:image/...;base64, URI", field, "bad_image")
+        _check_base64_image(payload, field)
+        return
+    if match and "/" in value[:40]:
         raise bad_request(
             f"{field}: '{match.group(1)}' URLs are not accepted; use http(s), s3:// or base64",
             field,
+        )
+    if inline:
+        _check_base64_image(value, field)
+
+
+def _check_base64_image(text: str, field: str) -> None:
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(
+            f"{field}: not valid base64 (send the image as base64, a data: URI or a URL)",
+            field,
+            code="bad_image",
+        ) from None
+    is_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    if not (is_webp or data.startswith(_IMAGE_MAGIC)):
+        raise bad_request(
+            f"{field}: the base64 data is not a PNG, JPEG, WebP, GIF, BMP or TIFF image",
+            field,
+            code="bad_image",
         )
 
 
@@ -149,7 +255,8 @@ def _check_pipeline(content: dict[str, Any], root: str) -> None:
                     f"{where}.inputs.{name}",
                 )
         if class_type == "LoadImage" and "image" in node.get("inputs", {}):
-            _check_image_ref(node["inputs"]["image"], f"{where}.inputs.image")
+            # A plain string may name a file on the ComfyUI server; only URIs are checked.
+            _check_image_ref(node["inputs"]["image"], f"{where}.inputs.image", inline=False)
         has_output = (
             has_output or class_type.startswith(("Save", "Preview")) or "Save" in class_type
         )
@@ -245,10 +352,26 @@ def check_content(tasktype: TaskType, content: dict[str, Any], root: str) -> Non
             _check_image_ref(item.get("data"), f"{root}.imageList[{i}].data")
 
 
-def _requested_model(content: dict[str, Any]) -> str | None:
+def _requested_model(content: dict[str, Any]) -> tuple[str, str] | None:
+    """The checkpoint a v1alpha2 SD WebUI body asks for, and the field that asks.
+
+    ``override_settings.sd_model_checkpoint`` or the seed guide's
+    ``alwayson_scripts.sd_model_checkpoint`` (the agent turns the latter into the former).
+    """
     overrides = content.get("override_settings")
     if isinstance(overrides, dict) and isinstance(overrides.get("sd_model_checkpoint"), str):
-        return str(overrides["sd_model_checkpoint"])
+        return str(overrides["sd_model_checkpoint"]), "override_settings.sd_model_checkpoint"
+    scripts = content.get("alwayson_scripts")
+    if isinstance(scripts, dict) and "sd_model_checkpoint" in scripts:
+        value = scripts["sd_model_checkpoint"]
+        if isinstance(value, dict) and isinstance(value.get("args"), list) and value["args"]:
+            value = value["args"][0]
+        if not isinstance(value, str) or not value:
+            raise bad_request(
+                "task.content.alwayson_scripts.sd_model_checkpoint: must be a checkpoint name",
+                "task.content.alwayson_scripts.sd_model_checkpoint",
+            )
+        return value, "alwayson_scripts.sd_model_checkpoint"
     return None
 
 
@@ -293,16 +416,18 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
     content = request.task.content
     check_content(meta.tasktype, content, "task.content")
     # SD WebUI-style content names its checkpoint the same way on SD WebUI and InvokeAI.
-    model = (
+    requested = (
         _requested_model(content)
-        if runtime.type in _MODEL_BY_OVERRIDE and meta.tasktype in _MODEL_TASKS
+        if runtime.type is RuntimeType.SDWEBUI
+        or (runtime.type in _MODEL_BY_OVERRIDE and meta.tasktype in _MODEL_TASKS)
         else None
     )
-    if model is not None and runtime.model is not None and not _same_model(model, runtime.model):
+    model = requested[0] if requested else None
+    if requested and runtime.model is not None and not _same_model(requested[0], runtime.model):
         raise bad_request(
-            f"task.content.override_settings.sd_model_checkpoint: runtime '{runtime.name}' serves "
-            f"the static model '{runtime.model}', not '{model}'",
-            "task.content.override_settings.sd_model_checkpoint",
+            f"task.content.{requested[1]}: runtime '{runtime.name}' serves "
+            f"the static model '{runtime.model}', not '{requested[0]}'",
+            f"task.content.{requested[1]}",
             code="unknown_model",
         )
     if (
@@ -367,7 +492,7 @@ def validate_v1alpha1(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
     content = dict(data)
     # image_link stands in for the input image of image tasks; the agent fetches it.
     if scripts.image_link:
-        _check_image_ref(scripts.image_link, "alwayson_scripts.image_link")
+        _check_image_ref(scripts.image_link, "alwayson_scripts.image_link", inline=False)
     if not (scripts.image_link and scripts.task is not TaskType.TEXT_TO_IMAGE):
         check_content(scripts.task, content, "body")
     return TaskMessage(

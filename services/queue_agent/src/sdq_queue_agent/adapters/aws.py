@@ -19,17 +19,26 @@ from sdq_contracts.messages import (
     ATTR_STATUS,
     ATTR_TRACE_HEADER,
     ResultNotification,
-    StatusRecord,
     TaskError,
-    TaskMessage,
     TaskState,
 )
-from sdq_queue_agent.domain.model import Claim, ClaimOutcome, ReceivedMessage
+from sdq_contracts.status import (
+    ANNOUNCED,
+    HOLDER,
+    LEASE_UNTIL,
+    REQUIRED,
+    RETRY_AT,
+    WAITING_TO_RETRY,
+)
+from sdq_queue_agent.domain.model import (
+    Claim,
+    ClaimOutcome,
+    NewRow,
+    ReceivedMessage,
+    refused_claim,
+)
 from sdq_queue_agent.errors import AwsError, InputRefusedError, InputTooLargeError
 
-# Status-row attribute (agent bookkeeping, not in StatusRecord): False from the final state
-# until the final notification is published.
-ANNOUNCED = "announced"
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
 
@@ -177,7 +186,8 @@ def _values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class DynamoStatusStore:
-    """The task-status table (key ``id``); conditional updates keep redeliveries idempotent."""
+    """The task-status table (key ``id``): the transitions of :mod:`sdq_contracts.status` as
+    conditional updates (the shared scenario suite holds the two to the same answers)."""
 
     def __init__(self, client: Any, table: str) -> None:
         self._ddb = client
@@ -186,10 +196,20 @@ class DynamoStatusStore:
     def _key(self, task_id: str) -> dict[str, Any]:
         return {"id": {"S": task_id}}
 
-    async def _update(self, task_id: str, **kwargs: Any) -> bool:
+    async def _update(
+        self, task_id: str, expression: str, condition: str, values: dict[str, Any]
+    ) -> bool:
         """UpdateItem; False when the condition did not hold."""
+        names = {f"#{n}": n for n in _ATTRIBUTES if f"#{n}" in expression + condition}
         try:
-            await self._ddb.update_item(TableName=self._table, Key=self._key(task_id), **kwargs)
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(task_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_values(values),
+            )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -206,165 +226,175 @@ class DynamoStatusStore:
         item = resp.get("Item")
         return {k: _de.deserialize(v) for k, v in item.items()} if item else None
 
-    async def claim(self, task: TaskMessage, output_location: str, now: datetime) -> Claim:
+    async def claim(
+        self, task_id: str, new_row: NewRow, now: datetime, holder: str, lease_until: int
+    ) -> Claim:
         stamp = now.isoformat()
+        fill = ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" for k in REQUIRED)
         claimed = await self._update(
-            task.id,
-            UpdateExpression=(
-                "SET #s = :running, #att = if_not_exists(#att, :zero) + :one, #started = :now, "
-                "#updated = :now, #rt = if_not_exists(#rt, :rt), #tt = if_not_exists(#tt, :tt), "
-                "#loc = if_not_exists(#loc, :loc), #created = if_not_exists(#created, :now) REMOVE #err"
-            ),
-            ConditionExpression=(
-                "attribute_not_exists(#id) OR (NOT #s IN (:completed, :cancelled) "
-                "AND (attribute_not_exists(#cr) OR #cr = :false) "
-                "AND NOT (#s = :failed AND #err.#perm = :true))"
-            ),
-            ExpressionAttributeNames={
-                "#id": "id",
-                "#s": "status",
-                "#att": "attempts",
-                "#started": "started_at",
-                "#updated": "updated_at",
-                "#rt": "runtime",
-                "#tt": "tasktype",
-                "#loc": "output_location",
-                "#created": "created_at",
-                "#err": "error",
-                "#cr": "cancel_requested",
-                "#perm": "permanent",
-            },
-            ExpressionAttributeValues=_values(
-                {
-                    ":running": TaskState.RUNNING.value,
-                    ":zero": 0,
-                    ":one": 1,
-                    ":now": stamp,
-                    ":rt": task.runtime,
-                    ":tt": task.tasktype.value,
-                    ":loc": output_location,
-                    ":completed": TaskState.COMPLETED.value,
-                    ":cancelled": TaskState.CANCELLED.value,
-                    ":failed": TaskState.FAILED.value,
-                    ":false": False,
-                    ":true": True,
-                }
-            ),
+            task_id,
+            "SET #status = :running, #attempts = if_not_exists(#attempts, :zero) + :one, "
+            f"#started_at = :now, #updated_at = :now, #holder = :holder, #lease_until = :lease, "
+            f"{fill} REMOVE #error, #stage, #retry_at",
+            "attribute_not_exists(#id) OR (NOT #status IN (:completed, :cancelled) "
+            "AND (attribute_not_exists(#cancel_requested) OR #cancel_requested = :false) "
+            "AND NOT (#status = :failed AND #error.#permanent = :true) "
+            "AND NOT (#status = :running AND attribute_exists(#holder) AND #holder <> :holder "
+            "AND #lease_until >= :epoch))",
+            {
+                ":running": TaskState.RUNNING.value,
+                ":zero": 0,
+                ":one": 1,
+                ":now": stamp,
+                ":holder": holder,
+                ":lease": lease_until,
+                ":epoch": int(now.timestamp()),
+                ":completed": TaskState.COMPLETED.value,
+                ":cancelled": TaskState.CANCELLED.value,
+                ":failed": TaskState.FAILED.value,
+                ":false": False,
+                ":true": True,
+            }
+            | {f":{k}": v for k, v in new_row.item(task_id, stamp).items() if k in REQUIRED},
         )
         if claimed:
             return Claim(ClaimOutcome.CLAIMED)
-        item = await self._get(task.id)
-        record = StatusRecord.from_item(item) if item else None
-        if record is not None and record.cancel_requested and not record.status.terminal:
-            return Claim(ClaimOutcome.CANCEL_REQUESTED, record)
-        unannounced = item is not None and item.get(ANNOUNCED) is False
-        return Claim(ClaimOutcome.ALREADY_DONE, record, unannounced=unannounced)
+        item = await self._get(task_id)
+        return refused_claim(item, holder, int(now.timestamp()))
+
+    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
+        return await self._update(
+            task_id,
+            "SET #lease_until = :lease",
+            "#status = :running AND #holder = :holder",
+            {":lease": lease_until, ":running": TaskState.RUNNING.value, ":holder": holder},
+        )
+
+    async def release(self, task_id: str, holder: str, now: datetime) -> None:
+        await self._update(
+            task_id,
+            "SET #updated_at = :now REMOVE #holder, #lease_until, #stage",
+            "#status = :running AND #holder = :holder",
+            {":now": now.isoformat(), ":running": TaskState.RUNNING.value, ":holder": holder},
+        )
+
+    async def wait_to_retry(
+        self, task_id: str, holder: str, error: TaskError, retry_at: datetime, now: datetime
+    ) -> None:
+        await self._update(
+            task_id,
+            "SET #updated_at = :now, #stage = :waiting, #error = :err, #retry_at = :retry "
+            "REMOVE #holder, #lease_until",
+            "#status = :running AND #holder = :holder",
+            {
+                ":now": now.isoformat(),
+                ":waiting": WAITING_TO_RETRY,
+                ":err": error.model_dump(mode="json"),
+                ":retry": retry_at.isoformat(),
+                ":running": TaskState.RUNNING.value,
+                ":holder": holder,
+            },
+        )
 
     async def cancel_requested(self, task_id: str) -> bool:
         item = await self._get(task_id)
         return bool(item and item.get("cancel_requested"))
 
-    async def complete(self, task_id: str, outputs: list[str], now: datetime) -> bool:
-        stamp = now.isoformat()
+    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
         return await self._update(
             task_id,
-            UpdateExpression=(
-                "SET #s = :completed, #out = :out, #fin = :now, #updated = :now, #ann = :false "
-                "REMOVE #err"
-            ),
-            ConditionExpression="attribute_not_exists(#s) OR #s <> :cancelled",
-            ExpressionAttributeNames={
-                "#s": "status",
-                "#out": "outputs",
-                "#fin": "finished_at",
-                "#updated": "updated_at",
-                "#err": "error",
-                "#ann": ANNOUNCED,
+            "SET #status = :completed, #outputs = :out, #finished_at = :now, #updated_at = :now, "
+            "#announced = :false REMOVE #error, #stage, #holder, #lease_until, #retry_at",
+            "#status = :running AND #holder = :holder",
+            {
+                ":completed": TaskState.COMPLETED.value,
+                ":out": outputs,
+                ":now": now.isoformat(),
+                ":false": False,
+                ":running": TaskState.RUNNING.value,
+                ":holder": holder,
             },
-            ExpressionAttributeValues=_values(
-                {
-                    ":completed": TaskState.COMPLETED.value,
-                    ":out": outputs,
-                    ":now": stamp,
-                    ":cancelled": TaskState.CANCELLED.value,
-                    ":false": False,
-                }
-            ),
         )
 
     async def fail(
-        self, task: TaskMessage | None, task_id: str, error: TaskError, now: datetime
+        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
     ) -> None:
         stamp = now.isoformat()
-        names = {
-            "#s": "status",
-            "#err": "error",
-            "#fin": "finished_at",
-            "#updated": "updated_at",
-            "#ann": ANNOUNCED,
-        }
         values: dict[str, Any] = {
             ":failed": TaskState.FAILED.value,
             ":err": error.model_dump(mode="json"),
             ":now": stamp,
             ":completed": TaskState.COMPLETED.value,
+            ":cancelled": TaskState.CANCELLED.value,
             ":false": False,
         }
-        expression = "SET #s = :failed, #err = :err, #fin = :now, #updated = :now, #ann = :false"
-        if task is None:
-            # No task to describe the row: only update a row the API created.
-            condition = "attribute_exists(#s) AND #s <> :completed"
+        expression = (
+            "SET #status = :failed, #error = :err, #finished_at = :now, #updated_at = :now, "
+            "#announced = :false"
+        )
+        ended = "NOT #status IN (:completed, :cancelled)"
+        if new_row is None:
+            # No task to describe the row: only update a row that exists.
+            condition = f"attribute_exists(#id) AND {ended}"
         else:
-            condition = "attribute_not_exists(#s) OR #s <> :completed"
-            names |= {"#rt": "runtime", "#tt": "tasktype"}
-            values |= {":rt": task.runtime, ":tt": task.tasktype.value}
-            expression += ", #rt = if_not_exists(#rt, :rt), #tt = if_not_exists(#tt, :tt)"
+            condition = f"attribute_not_exists(#id) OR {ended}"
+            expression += ", " + ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" for k in REQUIRED)
+            values |= {f":{k}": v for k, v in new_row.item(task_id, stamp).items() if k in REQUIRED}
         await self._update(
             task_id,
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_values(values),
+            expression + " REMOVE #stage, #holder, #lease_until, #retry_at",
+            condition,
+            values,
         )
 
     async def stage(self, task_id: str, stage: str, now: datetime) -> None:
         await self._update(
             task_id,
-            UpdateExpression="SET #stage = :stage, #updated = :now",
-            ConditionExpression="#s = :running",
-            ExpressionAttributeNames={"#stage": "stage", "#updated": "updated_at", "#s": "status"},
-            ExpressionAttributeValues=_values(
-                {":stage": stage, ":now": now.isoformat(), ":running": TaskState.RUNNING.value}
-            ),
+            "SET #stage = :stage, #updated_at = :now",
+            "#status = :running",
+            {":stage": stage, ":now": now.isoformat(), ":running": TaskState.RUNNING.value},
         )
 
     async def cancelled(self, task_id: str, now: datetime) -> None:
-        stamp = now.isoformat()
         await self._update(
             task_id,
-            UpdateExpression="SET #s = :cancelled, #fin = :now, #updated = :now, #ann = :false",
-            ConditionExpression="attribute_exists(#s) AND #s <> :completed",
-            ExpressionAttributeNames={
-                "#s": "status",
-                "#fin": "finished_at",
-                "#updated": "updated_at",
-                "#ann": ANNOUNCED,
+            "SET #status = :cancelled, #finished_at = :now, #updated_at = :now, "
+            "#announced = :false REMOVE #stage, #holder, #lease_until, #retry_at",
+            "attribute_exists(#id) AND NOT #status = :completed",
+            {
+                ":cancelled": TaskState.CANCELLED.value,
+                ":now": now.isoformat(),
+                ":completed": TaskState.COMPLETED.value,
+                ":false": False,
             },
-            ExpressionAttributeValues=_values(
-                {
-                    ":cancelled": TaskState.CANCELLED.value,
-                    ":now": stamp,
-                    ":completed": TaskState.COMPLETED.value,
-                    ":false": False,
-                }
-            ),
         )
 
     async def announced(self, task_id: str) -> None:
         await self._update(
-            task_id,
-            UpdateExpression="SET #ann = :true",
-            ConditionExpression="attribute_exists(#id)",
-            ExpressionAttributeNames={"#ann": ANNOUNCED, "#id": "id"},
-            ExpressionAttributeValues=_values({":true": True}),
+            task_id, "SET #announced = :true", "attribute_exists(#id)", {":true": True}
         )
+
+
+# Every attribute name the expressions use (as ``#name``).
+_ATTRIBUTES = (
+    "id",
+    "status",
+    "attempts",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "created_at",
+    "runtime",
+    "tasktype",
+    "output_location",
+    "expires_at",
+    "outputs",
+    "error",
+    "permanent",
+    "stage",
+    "cancel_requested",
+    ANNOUNCED,
+    HOLDER,
+    LEASE_UNTIL,
+    RETRY_AT,
+)

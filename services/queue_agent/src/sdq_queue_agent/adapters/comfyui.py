@@ -1,14 +1,24 @@
-"""ComfyUI runtime: WebSocket events first, ``/history`` as the authority, ``/view`` for outputs,
-``/upload/image`` for inputs given by URL."""
+"""ComfyUI runtime: WebSocket events first, ``/history`` (or ``/api/jobs/{id}``) as the
+authority, ``/view`` for outputs, ``/upload/image`` for inputs given by URL or inline.
+
+Cancel uses ``POST /api/jobs/{id}/cancel`` where the server has it (newer ComfyUI), else
+``/interrupt`` plus ``/queue`` delete (v0.8.0); the first cancel finds out which, once.
+ComfyUI v0.8.0 has no route that deletes files: with ``data_dir`` (the ComfyUI base directory,
+shared with the agent's container) the agent removes a task's input and output folders itself
+once the outputs are read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import re
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +39,8 @@ from sdq_queue_agent.errors import (
 
 _log = structlog.get_logger("sdq_queue_agent.comfyui")
 _TERMINAL = frozenset({"execution_success", "execution_error", "execution_interrupted"})
-UPLOAD_SUBFOLDER = "sdq"
+UPLOAD_SUBFOLDER = comfyui_graph.OUTPUT_ROOT
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 VIEW = aiohttp.ClientTimeout(total=300, sock_connect=5)
 
 
@@ -44,6 +55,7 @@ class ComfyUiRuntime:
         client_id: str | None = None,
         event_idle_seconds: float = 10.0,
         history_grace_seconds: float = 5.0,
+        data_dir: Path | None = None,
     ) -> None:
         self._session = session
         self._base = base_url
@@ -52,6 +64,10 @@ class ComfyUiRuntime:
         self._history_grace = history_grace_seconds
         self._prompts: dict[str, str] = {}
         self._interrupted: set[str] = set()
+        self._data_dir = data_dir
+        # Whether the server has the /api/jobs routes (None: not asked yet).
+        self._jobs_api: bool | None = None
+        self._jobs_cancel: bool | None = None
 
     async def ping(self) -> None:
         async with (
@@ -73,11 +89,12 @@ class ComfyUiRuntime:
         values: dict[Any, Any] = {}
         for n, item in enumerate(inputs, start=1):
             form = aiohttp.FormData()
-            filename = f"{request.task_id}-{n}.{ext_for(item.content_type)}"
+            filename = f"input-{n}.{ext_for(item.content_type)}"
             form.add_field("image", item.data, filename=filename, content_type=item.content_type)
             form.add_field("overwrite", "true")
             form.add_field("type", "input")
-            form.add_field("subfolder", UPLOAD_SUBFOLDER)
+            # One folder per task (sdq/<task id>/), removed with the task's outputs.
+            form.add_field("subfolder", f"{UPLOAD_SUBFOLDER}/{request.task_id}")
             async with (
                 unavailable_on_network_error("POST upload/image"),
                 self._session.post(f"{self._base}/upload/image", data=form, timeout=VIEW) as resp,
@@ -102,6 +119,38 @@ class ComfyUiRuntime:
             return await self._result(request, prompt_id, entry)
         finally:
             self._prompts.pop(request.task_id, None)
+            await self.remove_files(request.task_id)
+
+    async def remove_files(self, task_id: str) -> None:
+        """Delete the task's uploaded inputs and saved outputs from ComfyUI's disk.
+
+        Called once the outputs are read (the agent uploads that copy to S3; a task that fails
+        later runs its generation again). ComfyUI v0.8.0 has no delete route, so this needs the
+        ComfyUI base directory mounted in the agent's container (``data_dir``); without it the
+        files stay, as they always did.
+        """
+        if self._data_dir is None or not _SAFE_ID.match(task_id):
+            return
+        folders = [
+            self._data_dir / kind / UPLOAD_SUBFOLDER / task_id for kind in ("input", "output")
+        ]
+
+        def remove() -> int:
+            removed = 0
+            for folder in folders:
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            return removed
+
+        try:
+            removed = await asyncio.to_thread(remove)
+        except OSError as exc:
+            _log.warning(
+                "could not remove the task's ComfyUI files", task_id=task_id, error=str(exc)
+            )
+            return
+        _log.debug("removed the task's ComfyUI files", task_id=task_id, folders=removed)
 
     async def _execute(self, request: RuntimeRequest, prompt_id: str) -> dict[str, Any]:
         ws_url = f"{self._base}/ws?clientId={self.client_id}"
@@ -116,7 +165,8 @@ class ComfyUiRuntime:
         return await self._history(prompt_id, finished=finished)
 
     async def _submit(self, request: RuntimeRequest, prompt_id: str) -> None:
-        body = {"prompt": request.body, "client_id": self.client_id, "prompt_id": prompt_id}
+        graph = comfyui_graph.for_run(request.body, request.task_id, prompt_id.split("-", 1)[0])
+        body = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         async with (
             unavailable_on_network_error("POST prompt"),
             self._session.post(f"{self._base}/prompt", json=body, timeout=SHORT) as resp,
@@ -128,6 +178,16 @@ class ComfyUiRuntime:
                 )
             if resp.status != 200:
                 raise RuntimeUnavailableError(f"POST prompt: HTTP {resp.status}")
+        dropped = comfyui_graph.dropped_outputs(payload)
+        if dropped:
+            # ComfyUI accepted the prompt but will run only its valid outputs: the task asked
+            # for all of them, so it fails (permanently) and the accepted rest is stopped.
+            error = RuntimeRejectedError(comfyui_graph.prompt_error(payload, partial=True))
+            try:
+                await self._cancel_prompt(prompt_id)
+            except RuntimeUnavailableError as exc:
+                _log.warning("could not cancel a partly valid prompt", error=exc.message)
+            raise error
 
     async def _wait_terminal(self, ws: aiohttp.ClientWebSocketResponse, prompt_id: str) -> bool:
         """True on a terminal event for our prompt; False when the socket closed first.
@@ -161,7 +221,25 @@ class ComfyUiRuntime:
             if kind in _TERMINAL or (kind == "executing" and data.get("node") is None):
                 return True
 
+    async def _has_jobs_api(self) -> bool:
+        """Asked once: ``GET /api/jobs`` answers 200 with ``jobs`` where the server has it."""
+        if self._jobs_api is None:
+            async with (
+                unavailable_on_network_error("GET api/jobs"),
+                self._session.get(
+                    f"{self._base}/api/jobs", params={"limit": "1"}, timeout=SHORT
+                ) as resp,
+            ):
+                payload, _ = await read_json(resp)
+                self._jobs_api = (
+                    resp.status == 200 and isinstance(payload, dict) and "jobs" in payload
+                )
+            _log.info("ComfyUI jobs API", available=self._jobs_api)
+        return self._jobs_api
+
     async def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
+        if await self._has_jobs_api():
+            return await self._job_entry(prompt_id)
         async with (
             unavailable_on_network_error("GET history"),
             self._session.get(f"{self._base}/history/{prompt_id}", timeout=SHORT) as resp,
@@ -170,6 +248,20 @@ class ComfyUiRuntime:
         if isinstance(payload, dict) and isinstance(payload.get(prompt_id), dict):
             return dict(payload[prompt_id])
         return None
+
+    async def _job_entry(self, prompt_id: str) -> dict[str, Any] | None:
+        """``GET /api/jobs/{id}`` as a history entry (``outputs`` + ``status``) once finished."""
+        async with (
+            unavailable_on_network_error("GET api/jobs/{id}"),
+            self._session.get(f"{self._base}/api/jobs/{prompt_id}", timeout=SHORT) as resp,
+        ):
+            payload, _ = await read_json(resp)
+            status = resp.status
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(payload, dict):
+            raise RuntimeUnavailableError(f"GET api/jobs/{{id}}: HTTP {status}")
+        return comfyui_graph.job_as_history(payload)
 
     async def _history(self, prompt_id: str, *, finished: bool) -> dict[str, Any]:
         """The authoritative entry; a short grace for it to appear after the terminal event."""
@@ -232,6 +324,28 @@ class ComfyUiRuntime:
         prompt_id = self._prompts.get(task_id)
         if prompt_id is None:
             return
+        await self._cancel_prompt(prompt_id)
+        _log.info("interrupted the ComfyUI prompt", task_id=task_id, prompt_id=prompt_id)
+
+    async def _cancel_prompt(self, prompt_id: str) -> None:
+        """Stop one prompt, running or queued: the jobs route where the server has it."""
+        if self._jobs_cancel is not False:
+            async with (
+                unavailable_on_network_error("POST api/jobs/{id}/cancel"),
+                self._session.post(
+                    f"{self._base}/api/jobs/{prompt_id}/cancel", timeout=SHORT
+                ) as resp,
+            ):
+                payload, _ = await read_json(resp)
+                status = resp.status
+            # A server without the route answers aiohttp's plain-text 404/405; one that has it
+            # answers JSON (also for a job it no longer knows).
+            route_missing = status in (404, 405) and not isinstance(payload, dict)
+            if self._jobs_cancel is None:
+                self._jobs_cancel = not route_missing
+                _log.info("ComfyUI jobs cancel route", available=self._jobs_cancel)
+            if not route_missing:
+                return
         async with (
             unavailable_on_network_error("POST interrupt"),
             self._session.post(
@@ -244,4 +358,3 @@ class ComfyUiRuntime:
             self._session.post(f"{self._base}/queue", json={"delete": [prompt_id]}, timeout=SHORT),
         ):
             pass
-        _log.info("interrupted the ComfyUI prompt", task_id=task_id, prompt_id=prompt_id)

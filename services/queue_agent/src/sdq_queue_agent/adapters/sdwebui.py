@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import structlog
@@ -27,6 +27,7 @@ from sdq_queue_agent.errors import (
     StartupError,
     TransientTaskError,
     UnknownModelError,
+    UnknownScriptError,
 )
 
 _log = structlog.get_logger("sdq_queue_agent.sdwebui")
@@ -50,6 +51,7 @@ class SdWebUiRuntime:
         self._static_model = static_model
         self._dynamic = dynamic_model
         self._models: list[dict[str, Any]] | None = None
+        self._scripts: dict[str, Any] | None = None
         self._interrupted: set[str] = set()
 
     async def ping(self) -> None:
@@ -118,6 +120,32 @@ class SdWebUiRuntime:
                 return title
         raise UnknownModelError(f"SD WebUI has no checkpoint {wanted!r}")
 
+    async def _list_scripts(self, refresh: bool) -> dict[str, Any]:
+        if self._scripts is None or refresh:
+            async with (
+                unavailable_on_network_error("GET scripts"),
+                self._session.get(f"{self._api}/scripts", timeout=SHORT) as resp,
+            ):
+                payload, _ = await read_json(resp)
+                if resp.status != 200 or not isinstance(payload, dict):
+                    raise RuntimeUnavailableError(f"GET scripts: HTTP {resp.status}")
+            self._scripts = payload
+        return self._scripts
+
+    async def _check_scripts(self, request: RuntimeRequest) -> None:
+        """Refuse ``alwayson_scripts`` the runtime lacks before running (listed once, then again
+        before refusing, in case an extension came meanwhile)."""
+        if not sdwebui_body.script_names(request.body):
+            return
+        try:
+            sdwebui_body.check_scripts(
+                request.tasktype, request.body, await self._list_scripts(refresh=False)
+            )
+        except UnknownScriptError:
+            sdwebui_body.check_scripts(
+                request.tasktype, request.body, await self._list_scripts(refresh=True)
+            )
+
     def prepare(self, task: TaskMessage, content: dict[str, Any]) -> RuntimeRequest:
         return sdwebui_body.shape(task, content, dynamic_model=self._dynamic)
 
@@ -132,6 +160,8 @@ class SdWebUiRuntime:
         if request.model:
             body = sdwebui_body.with_model(body, await self._resolve_model(request.model))
         endpoint = sdwebui_body.ENDPOINTS[request.tasktype]
+        if request.tasktype in sdwebui_body.MODEL_TASKS:
+            await self._check_scripts(request)
         self._interrupted.discard(request.task_id)
         async with (
             unavailable_on_network_error(f"POST {endpoint}"),
@@ -143,13 +173,41 @@ class SdWebUiRuntime:
             self._interrupted.discard(request.task_id)
             raise TransientTaskError("generation was interrupted by the agent")
         if 400 <= status < 500:
+            script = sdwebui_body.missing_script(payload)
+            if script is not None:
+                raise UnknownScriptError(
+                    f"alwayson_scripts: SD WebUI has no script {script!r} "
+                    f"(an extension not installed?); HTTP {status}"
+                )
             raise RuntimeRejectedError(sdwebui_body.error_detail(status, payload, text))
         if status != 200:
-            raise RuntimeUnavailableError(sdwebui_body.error_detail(status, payload, text))
+            await self._raise_server_error(endpoint, status, payload, text)
         if not isinstance(payload, dict):
             raise RuntimeUnavailableError(f"POST {endpoint}: answer is not a JSON object")
         files, elided = sdwebui_body.read_response(request.tasktype, payload)
         return RuntimeResult(files=tuple(files), response=elided)
+
+    async def _raise_server_error(
+        self, endpoint: str, status: int, payload: Any, text: str
+    ) -> NoReturn:
+        """A broken request (permanent) or a sick runtime (transient)?
+
+        SD WebUI answers 500 for request errors that no retry fixes. Such an answer is its own
+        error body naming the exception; if the runtime then still answers its health call, the
+        request was at fault. Anything else (502/503, another body, a failing health call) is
+        the runtime being unavailable.
+        """
+        detail = sdwebui_body.error_detail(status, payload, text)
+        message = sdwebui_body.request_error(status, payload)
+        if message is None:
+            raise RuntimeUnavailableError(f"POST {endpoint}: {detail}")
+        try:
+            await self.ping()
+        except RuntimeUnavailableError as exc:
+            raise RuntimeUnavailableError(
+                f"POST {endpoint}: {detail}; then the health call failed ({exc.message})"
+            ) from None
+        raise RuntimeRejectedError(f"SD WebUI could not run the request: {message}")
 
     async def interrupt(self, task_id: str) -> None:
         self._interrupted.add(task_id)

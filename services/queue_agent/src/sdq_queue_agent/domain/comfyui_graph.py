@@ -43,13 +43,27 @@ def shape(task: TaskMessage, content: dict[str, Any]) -> RuntimeRequest:
     )
 
 
-def rewrite_prefixes(graph: dict[str, Any], task_id: str) -> None:
-    """Point every ``filename_prefix`` into ``sdq/<task id>/`` so outputs of tasks never mix."""
+def rewrite_prefixes(graph: dict[str, Any], task_id: str, run: str | None = None) -> None:
+    """Point every ``filename_prefix`` into ``sdq/<task id>/`` (``sdq/<task id>/<run>/`` for one
+    run) so outputs of tasks never mix."""
+    folder = f"{OUTPUT_ROOT}/{task_id}/{run}" if run else f"{OUTPUT_ROOT}/{task_id}"
     for node in graph.values():
         inputs = node.get("inputs")
         if isinstance(inputs, dict) and isinstance(inputs.get("filename_prefix"), str):
             base = inputs["filename_prefix"].replace("\\", "/").rsplit("/", 1)[-1] or "ComfyUI"
-            inputs["filename_prefix"] = f"{OUTPUT_ROOT}/{task_id}/{base}"
+            inputs["filename_prefix"] = f"{folder}/{base}"
+
+
+def for_run(graph: dict[str, Any], task_id: str, run: str) -> dict[str, Any]:
+    """The graph with its save nodes writing into a folder of this run.
+
+    ComfyUI serves an unchanged node from its cache: a task run again (a retry) would get the
+    previous run's file names back, files the agent has removed by then. A new prefix makes
+    the save nodes run again (upstream nodes still come from the cache).
+    """
+    out = copy.deepcopy(graph)
+    rewrite_prefixes(out, task_id, run)
+    return out
 
 
 def history_outputs(entry: dict[str, Any]) -> list[OutputRef]:
@@ -93,14 +107,31 @@ def execution_error(data: dict[str, Any]) -> WorkflowExecutionError:
     return WorkflowExecutionError(f"node {node} ({node_type}) failed: {kind}: {message}".strip())
 
 
-def prompt_error(payload: Any) -> str:
-    """Summary of a 400 answer to POST /prompt: the error plus each node's messages."""
+def prompt_error(payload: Any, *, partial: bool = False) -> str:
+    """Summary of ComfyUI's answer to a refused ``POST /prompt``: the error with its details
+    (``Node ID '#8'`` names the node), then each node's messages.
+
+    ``partial``: the 200 answer that accepted the prompt but listed ``node_errors`` (ComfyUI
+    then runs only the outputs that passed validation).
+    """
     if not isinstance(payload, dict):
         return "ComfyUI refused the workflow"
     error = payload.get("error") or {}
-    parts = [
-        str(error.get("message") or "invalid workflow") if isinstance(error, dict) else str(error)
-    ]
+    if partial:
+        parts = [
+            "ComfyUI would run only part of the workflow: outputs "
+            + ", ".join(repr(n) for n in dropped_outputs(payload))
+            + " failed validation"
+        ]
+    elif isinstance(error, dict):
+        head = str(error.get("message") or "invalid workflow")
+        details = error.get("details")
+        # prompt_outputs_failed_validation repeats the node errors in its details.
+        if isinstance(details, str) and details and not payload.get("node_errors"):
+            head = f"{head} ({details})"
+        parts = [head]
+    else:
+        parts = [str(error)]
     node_errors = payload.get("node_errors") or {}
     if isinstance(node_errors, dict):
         for node_id, info in node_errors.items():
@@ -113,6 +144,35 @@ def prompt_error(payload: Any) -> str:
                         f"node {node_id} ({info.get('class_type', '?')}): {err.get('message', '')}{detail}"
                     )
     return "; ".join(parts)
+
+
+def dropped_outputs(payload: Any) -> list[str]:
+    """Output nodes a 200 answer to ``POST /prompt`` will not run (its ``node_errors``).
+
+    Each node error lists the outputs that depend on the failing node; with none listed the
+    failing node itself is named.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("node_errors"), dict):
+        return []
+    dropped: list[str] = []
+    for node_id, info in payload["node_errors"].items():
+        outputs = info.get("dependent_outputs") if isinstance(info, dict) else None
+        for output in outputs if isinstance(outputs, list) and outputs else [node_id]:
+            if str(output) not in dropped:
+                dropped.append(str(output))
+    return sorted(dropped, key=_node_order)
+
+
+def job_as_history(job: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``GET /api/jobs/{id}`` answer as the history entry it stands for; None while the job
+    is pending or in progress."""
+    if job.get("status") not in ("completed", "failed", "cancelled"):
+        return None
+    status = job.get("execution_status")
+    return {
+        "outputs": job.get("outputs") or {},
+        "status": status if isinstance(status, dict) else {"status_str": "error", "messages": []},
+    }
 
 
 def _node_order(node_id: str) -> tuple[int, str]:

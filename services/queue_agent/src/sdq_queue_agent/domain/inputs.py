@@ -107,16 +107,55 @@ def sdwebui_input_refs(body: Mapping[str, Any]) -> list[InputRef]:
     return refs
 
 
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+
+
+def inline_image_type(value: str) -> str | None:
+    """The image type of a plain base64 string (no ``data:`` prefix), else None.
+
+    Tells an inline image from a file name: a file name has a dot or is not base64, and even a
+    base64-looking name does not decode to an image's magic number.
+    """
+    if len(value) < 16 or len(value) % 4 or not _BASE64.match(value):
+        return None
+    try:
+        head = base64.b64decode(value[:16], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    for magic, content_type in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return content_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
 def comfyui_input_refs(graph: Mapping[str, Any]) -> list[InputRef]:
-    """URL inputs of a ComfyUI API-format workflow: ``LoadImage`` nodes' ``image``."""
+    """Inputs of a ComfyUI API-format workflow to upload: ``LoadImage`` nodes' ``image`` given
+    as a URL, a data: URI or plain base64 (seen as the data: URI it stands for). Any other
+    value is a file name on the ComfyUI server."""
     refs: list[InputRef] = []
     for node_id, node in graph.items():
         if isinstance(node, dict) and node.get("class_type") == "LoadImage":
             inputs = node.get("inputs")
-            if isinstance(inputs, dict):
-                refs += _ref(
-                    (node_id, "inputs", "image"), inputs.get("image"), kinds=_COMFYUI_FETCHED
-                )
+            if not isinstance(inputs, dict):
+                continue
+            path: JsonPath = (node_id, "inputs", "image")
+            value = inputs.get("image")
+            if isinstance(value, str) and classify(value) == "inline":
+                content_type = inline_image_type(value)
+                if content_type is not None:
+                    refs.append(InputRef(path, f"data:{content_type};base64,{value}"))
+                continue
+            refs += _ref(path, value, kinds=_COMFYUI_FETCHED)
     return refs
 
 

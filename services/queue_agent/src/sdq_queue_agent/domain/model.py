@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from pydantic import ValidationError
+
 from sdq_contracts.messages import StatusRecord, TaskMessage
 from sdq_contracts.requests import TaskType
+from sdq_contracts.status import ANNOUNCED, HOLDER, LEASE_UNTIL
 
 # A location inside a JSON body: keys and list indexes from the root.
 JsonPath = tuple[str | int, ...]
@@ -83,6 +86,8 @@ class ClaimOutcome(Enum):
     CLAIMED = "claimed"
     ALREADY_DONE = "already_done"  # completed, cancelled or permanently failed: skip
     CANCEL_REQUESTED = "cancel_requested"
+    # Another receive of the same task holds a live lease on the row (a duplicate delivery).
+    HELD_ELSEWHERE = "held_elsewhere"
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,49 @@ class Claim:
     record: StatusRecord | None = None
     # The row reached its final state but its notification was not confirmed published.
     unannounced: bool = False
+    # HELD_ELSEWHERE: epoch seconds until which the other holder's lease runs.
+    lease_until: int = 0
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """What the agent writes when it must create a status row (a task the API's row does not
+    describe yet): every attribute a row needs, its TTL included, so no row is partial."""
+
+    runtime: str
+    tasktype: str
+    output_location: str
+    expires_at: int
+
+    def item(self, task_id: str, stamp: str) -> dict[str, Any]:
+        return {
+            "id": task_id,
+            "runtime": self.runtime,
+            "tasktype": self.tasktype,
+            "output_location": self.output_location,
+            "created_at": stamp,
+            "expires_at": self.expires_at,
+        }
 
 
 @dataclass(frozen=True)
 class ParsedTask:
     task: TaskMessage
     content: dict[str, Any]
+
+
+def refused_claim(item: dict[str, Any] | None, holder: str, now: int) -> Claim:
+    """Why the status row refused a claim, read from the row as it is now."""
+    try:
+        record = StatusRecord.from_item(item) if item else None
+    except ValidationError:  # a row no writer of today leaves; treat it as ended
+        record = None
+    if item is not None and record is not None:
+        other = item.get(HOLDER)
+        lease = int(item.get(LEASE_UNTIL, 0))
+        if record.status.value == "running" and other not in (None, holder) and lease >= now:
+            return Claim(ClaimOutcome.HELD_ELSEWHERE, record, lease_until=lease)
+        if record.cancel_requested and not record.status.terminal:
+            return Claim(ClaimOutcome.CANCEL_REQUESTED, record)
+    unannounced = item is not None and item.get(ANNOUNCED) is False
+    return Claim(ClaimOutcome.ALREADY_DONE, record, unannounced=unannounced)

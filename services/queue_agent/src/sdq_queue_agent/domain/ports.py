@@ -11,6 +11,7 @@ from sdq_queue_agent.domain.model import (
     Claim,
     FetchedInput,
     InputRef,
+    NewRow,
     ReceivedMessage,
     RuntimeRequest,
     RuntimeResult,
@@ -48,8 +49,27 @@ class ResultPublisher(Protocol):
 
 
 class StatusStore(Protocol):
-    async def claim(self, task: TaskMessage, output_location: str, now: datetime) -> Claim:
-        """Mark the task running (attempts + 1) unless it is done or cancellation is asked."""
+    """The status row, moved only as :mod:`sdq_contracts.status` allows."""
+
+    async def claim(
+        self, task_id: str, new_row: NewRow, now: datetime, holder: str, lease_until: int
+    ) -> Claim:
+        """Mark the task running (attempts + 1) under ``holder``'s lease unless it ended, a
+        cancel was asked, or another receive holds a live lease."""
+        ...
+
+    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
+        """Extend the holder's lease; False when the row is no longer held by ``holder``."""
+        ...
+
+    async def release(self, task_id: str, holder: str, now: datetime) -> None:
+        """Give up the lease at once (the message is handed back)."""
+        ...
+
+    async def wait_to_retry(
+        self, task_id: str, holder: str, error: TaskError, retry_at: datetime, now: datetime
+    ) -> None:
+        """Give up the lease and show the task waiting out its backoff with the last error."""
         ...
 
     async def cancel_requested(self, task_id: str) -> bool: ...
@@ -59,13 +79,16 @@ class StatusStore(Protocol):
         running any more."""
         ...
 
-    async def complete(self, task_id: str, outputs: list[str], now: datetime) -> bool:
-        """Mark completed; False when the row was cancelled meanwhile (nothing to announce)."""
+    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
+        """Mark completed; False when the row was cancelled or taken over meanwhile (nothing to
+        announce)."""
         ...
 
     async def fail(
-        self, task: TaskMessage | None, task_id: str, error: TaskError, now: datetime
-    ) -> None: ...
+        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
+    ) -> None:
+        """A final failure; without ``new_row`` only an existing row is updated."""
+        ...
 
     async def cancelled(self, task_id: str, now: datetime) -> None: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import re
 from typing import Any
 
 from sdq_contracts.messages import ApiVersion, TaskMessage
@@ -12,7 +13,7 @@ from sdq_contracts.requests import V1ALPHA1_ROUTING_KEYS, TaskType
 from sdq_queue_agent.domain.files import sniff
 from sdq_queue_agent.domain.inputs import sdwebui_input_refs
 from sdq_queue_agent.domain.model import OutputFile, RuntimeRequest
-from sdq_queue_agent.errors import InvalidTaskError, RuntimeRejectedError
+from sdq_queue_agent.errors import InvalidTaskError, RuntimeRejectedError, UnknownScriptError
 
 ENDPOINTS: dict[TaskType, str] = {
     TaskType.TEXT_TO_IMAGE: "txt2img",
@@ -54,7 +55,18 @@ def shape(task: TaskMessage, content: dict[str, Any], *, dynamic_model: bool) ->
         if task.api_version is ApiVersion.V1ALPHA1
         else copy.deepcopy(content)
     )
+    guide_model = _pop_script_model(body)
     model = task.sd_model_checkpoint if dynamic_model and task.tasktype in MODEL_TASKS else None
+    if guide_model is not None and task.tasktype in MODEL_TASKS:
+        if dynamic_model:
+            model = model or guide_model
+        else:
+            overrides = body.get("override_settings")
+            overrides = dict(overrides) if isinstance(overrides, dict) else {}
+            overrides.setdefault("sd_model_checkpoint", guide_model)
+            body["override_settings"] = overrides
+    if task.tasktype is TaskType.EXTRA_BATCH_IMAGES:
+        _name_batch_images(body)
     return RuntimeRequest(
         task_id=task.id,
         tasktype=task.tasktype,
@@ -62,6 +74,108 @@ def shape(task: TaskMessage, content: dict[str, Any], *, dynamic_model: bool) ->
         inputs=tuple(sdwebui_input_refs(body)),
         model=model,
     )
+
+
+def _pop_script_model(body: dict[str, Any]) -> str | None:
+    """Take the seed guide's ``alwayson_scripts.sd_model_checkpoint`` out of the body.
+
+    SD WebUI has no script of that name (it answers 422 ``Script 'sd_model_checkpoint' not
+    found``): the guide means "use this checkpoint", which is the model override.
+    """
+    scripts = body.get("alwayson_scripts")
+    if not isinstance(scripts, dict) or "sd_model_checkpoint" not in scripts:
+        return None
+    rest = dict(scripts)
+    value = rest.pop("sd_model_checkpoint")
+    if rest:
+        body["alwayson_scripts"] = rest
+    else:
+        body.pop("alwayson_scripts")
+    if isinstance(value, dict):  # the script form {"args": ["name"]}
+        args = value.get("args")
+        value = args[0] if isinstance(args, list) and args else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidTaskError("alwayson_scripts.sd_model_checkpoint must be a checkpoint name")
+    return value
+
+
+def _name_batch_images(body: dict[str, Any]) -> None:
+    """SD WebUI requires ``name`` on every ``imageList`` item (422 without): give one."""
+    items = body.get("imageList")
+    if not isinstance(items, list):
+        return
+    for n, item in enumerate(items, start=1):
+        if isinstance(item, dict) and not isinstance(item.get("name"), str):
+            item["name"] = f"image-{n}"
+
+
+def script_names(body: dict[str, Any]) -> list[str]:
+    """The ``alwayson_scripts`` the body asks SD WebUI to run."""
+    scripts = body.get("alwayson_scripts")
+    return [str(name) for name in scripts] if isinstance(scripts, dict) else []
+
+
+def check_scripts(tasktype: TaskType, body: dict[str, Any], available: dict[str, Any]) -> None:
+    """Raise :class:`UnknownScriptError` for an ``alwayson_scripts`` entry the runtime lacks.
+
+    ``available`` is the answer of ``GET /sdapi/v1/scripts`` (``{"txt2img": [...],
+    "img2img": [...]}``, lower-case titles); SD WebUI matches names case-insensitively.
+    """
+    wanted = script_names(body)
+    if not wanted:
+        return
+    tab = "img2img" if tasktype is TaskType.IMAGE_TO_IMAGE else "txt2img"
+    known = [str(n) for n in available.get(tab) or [] if n]
+    lowered = {n.lower() for n in known}
+    missing = [n for n in wanted if n.lower() not in lowered]
+    if missing:
+        raise UnknownScriptError(
+            f"alwayson_scripts: SD WebUI has no script {', '.join(repr(m) for m in missing)} "
+            f"for {tab} (an extension not installed?); it has: {', '.join(known) or 'none'}"
+        )
+
+
+_SCRIPT_NOT_FOUND = re.compile(r"(?:Script '(.+?)' not found|always on script (.+?) not found)")
+
+
+def missing_script(payload: Any) -> str | None:
+    """The script named by SD WebUI's 422 ``Script '<name>' not found`` answer, if it is one."""
+    if not isinstance(payload, dict):
+        return None
+    for key in ("detail", "errors"):
+        value = payload.get(key)
+        if isinstance(value, str):
+            match = _SCRIPT_NOT_FOUND.search(value)
+            if match:
+                return match.group(1) or match.group(2)
+    return None
+
+
+# Exceptions SD WebUI raises for a resource shortage that may pass on another try.
+_TRANSIENT_EXCEPTIONS = frozenset({"OutOfMemoryError", "MemoryError", "TimeoutError"})
+
+
+def request_error(status: int, payload: Any) -> str | None:
+    """The runtime's message when an HTTP 500 is SD WebUI's own error answer for this request.
+
+    SD WebUI's exception handler answers every exception raised while handling a request
+    (``could not find upscaler named …``, ``Invalid encoded image``, the NaN check) with
+    ``{"error": <exception>, "detail", "body", "errors": <message>}``: such a request fails the
+    same way on every try. Answers of another shape (a proxy's 502/503, plain text), and
+    exceptions of a shortage that may pass (out of memory), are not request errors.
+    """
+    if status != 500 or not isinstance(payload, dict):
+        return None
+    error, errors, detail = payload.get("error"), payload.get("errors"), payload.get("detail")
+    if not isinstance(error, str) or not error or not isinstance(errors, str):
+        return None
+    # v1.10.1 leaves ``errors`` empty for an HTTPException and puts its text in ``detail``.
+    message = errors or (detail if isinstance(detail, str) else "")
+    if error in _TRANSIENT_EXCEPTIONS or "out of memory" in message.lower():
+        return None
+    return f"{error}: {message}" if message else error
 
 
 def with_model(body: dict[str, Any], title: str) -> dict[str, Any]:

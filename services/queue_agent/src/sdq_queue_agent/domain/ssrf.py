@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from sdq_queue_agent.domain.addresses import not_global_reason, unwrap
 from sdq_queue_agent.errors import InputRefusedError
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -20,25 +21,15 @@ HTTP_SCHEMES = frozenset({"http", "https"})
 
 
 def address_refusal(address: IpAddress, allowlist: Iterable[IpNetwork] = ()) -> str | None:
-    """Why ``address`` may not be contacted, or None when it may."""
+    """Why ``address`` may not be contacted, or None when it may: only globally routable
+    addresses (:mod:`.addresses`), except the explicit allow-list (tests, local stacks)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if any(address in net for net in allowlist):
         return None
-    if address in METADATA_ADDRESSES:
+    if address in METADATA_ADDRESSES or unwrap(address) in METADATA_ADDRESSES:
         return "a cloud metadata address"
-    checks = (
-        ("loopback", address.is_loopback),
-        ("unspecified", address.is_unspecified),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-    )
-    for label, hit in checks:
-        if hit:
-            return f"a {label} address"
-    return None
+    return not_global_reason(address)
 
 
 def check_address(host: str, address: str, allowlist: Iterable[IpNetwork] = ()) -> None:

@@ -1,4 +1,7 @@
-"""API Gateway REST proxy event → TaskService call → proxy response. No AWS or HTTP library."""
+"""The HTTP edge: API Gateway REST proxy event → TaskService call → proxy response.
+
+Event parsing, routing, body limits and content types are HTTP matters and live here; the
+service returns domain outcomes and raises domain errors, which this module maps to statuses."""
 
 from __future__ import annotations
 
@@ -14,10 +17,19 @@ import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from sdq_api_validator.domain.errors import ApiError
-from sdq_api_validator.domain.service import Outcome, TaskService
+from sdq_api_validator.domain.errors import Busy, Conflict, DomainError, InvalidRequest, NotFound
+from sdq_api_validator.domain.service import (
+    Accepted,
+    Cancelled,
+    CancelRequested,
+    Found,
+    Outcome,
+    Replayed,
+    TaskService,
+)
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_contracts.messages import ApiVersion
+from sdq_contracts.requests import ErrorBody, ErrorDetail
 
 log = structlog.get_logger("sdq.api")
 TRACE_HEADER = "X-Amzn-Trace-Id"
@@ -26,6 +38,39 @@ JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 _JSON_TYPES = ("application/json", "application/vnd.api+json")
 
 Route = Callable[[TaskService, "Request"], Outcome]
+_OUTCOME_STATUS: dict[type[Outcome], int] = {
+    Accepted: 202,
+    Replayed: 202,
+    Found: 200,
+    Cancelled: 200,
+    CancelRequested: 202,
+}
+_ERROR_STATUS: dict[type[DomainError], int] = {
+    InvalidRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Busy: 503,
+}
+
+
+class HttpError(Exception):
+    """A failure of the HTTP exchange itself (route, method, body size, media type)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @classmethod
+    def of(cls, error: DomainError) -> HttpError:
+        status = next((s for kind, s in _ERROR_STATUS.items() if isinstance(error, kind)), 400)
+        return cls(status, error.code, error.message, error.field)
+
+    def body(self) -> dict[str, object]:
+        detail = ErrorDetail(code=self.code, message=self.message, field=self.field)
+        return ErrorBody(error=detail).model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -62,7 +107,7 @@ def parse_event(event: Mapping[str, Any]) -> Request:
         try:
             body = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
-            raise ApiError(400, "invalid_body", "the request body is not valid base64") from None
+            raise HttpError(400, "invalid_body", "the request body is not valid base64") from None
     else:
         body = raw.encode("utf-8")
     ctx = event.get("requestContext") or {}
@@ -80,7 +125,7 @@ def parse_event(event: Mapping[str, Any]) -> Request:
 
 def _check_json(request: Request, max_body_bytes: int) -> None:
     if len(request.body) > max_body_bytes:
-        raise ApiError(
+        raise HttpError(
             413,
             "body_too_large",
             f"the request body is {len(request.body)} bytes; the limit is {max_body_bytes} bytes "
@@ -88,7 +133,7 @@ def _check_json(request: Request, max_body_bytes: int) -> None:
         )
     ctype = request.headers.get("content-type")
     if ctype is not None and ctype.split(";", 1)[0].strip().lower() not in _JSON_TYPES:
-        raise ApiError(
+        raise HttpError(
             415, "unsupported_media_type", "send the body as Content-Type: application/json"
         )
 
@@ -145,26 +190,29 @@ class Api:
             request = parse_event(event)
             methods = self._routes.get(request.resource)
             if methods is None:
-                raise ApiError(404, "not_found", f"no such resource: {request.path}")
+                raise HttpError(404, "not_found", f"no such resource: {request.path}")
             route = methods.get(request.method)
             if route is None:
                 headers["Allow"] = ", ".join(sorted(methods))
-                raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
-            outcome = route(self._service, request)
-            status, body = outcome.status, outcome.body
-            if outcome.replayed:
+                raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed here")
+            try:
+                outcome = route(self._service, request)
+            except DomainError as exc:
+                raise HttpError.of(exc) from None
+            status, body = _OUTCOME_STATUS[type(outcome)], outcome.body
+            if isinstance(outcome, Replayed):
                 headers["Idempotent-Replayed"] = "true"
             if outcome.task_id:
                 span.set_attribute("sdq.task_id", outcome.task_id)
                 span.set_attribute("sdq.runtime", outcome.runtime or "")
             bound = bound.bind(task_id=outcome.task_id, runtime=outcome.runtime)
-        except ApiError as exc:
+        except HttpError as exc:
             status, body = exc.status, exc.body()
             bound = bound.bind(error_code=exc.code, field=exc.field)
         except Exception as exc:
             bound.exception("request failed")
             span.record_exception(exc)
-            failure = ApiError(
+            failure = HttpError(
                 500,
                 "internal_error",
                 f"sdq failed to handle the request (request id {request_id}); retry later",

@@ -1,0 +1,242 @@
+"""The messages the agent holds: one registry with the capacity accounting and the heartbeat
+(visibility extension and cancel checks of every held message)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.trace import SpanKind
+
+from sdq_contracts.messages import TaskMessage
+from sdq_queue_agent.domain.clock import Clock
+from sdq_queue_agent.domain.model import ReceivedMessage
+from sdq_queue_agent.domain.policy import WorkerConfig
+from sdq_queue_agent.domain.ports import StatusStore, TaskQueue
+from sdq_queue_agent.errors import TaskFailure
+from sdq_queue_agent.metrics import AgentMetrics
+
+_tracer = trace.get_tracer("sdq_queue_agent")
+_xray = AwsXRayPropagator()
+TRACE_HEADER = "X-Amzn-Trace-Id"
+_log = structlog.get_logger("sdq_queue_agent.worker")
+Signal = Literal["deadline", "cancel", "release"]
+
+
+class Phase(Enum):
+    PREPARING = "preparing"  # parse, claim, fetch inputs
+    READY = "ready"  # prepared, waiting for a generator
+    GENERATING = "generating"  # the runtime works on it
+    FINISHING = "finishing"  # upload, status, notify, or an outcome being recorded
+
+
+@dataclass
+class Held:
+    """A message the agent is responsible for until it deletes or hands it back."""
+
+    message: ReceivedMessage
+    log: Any
+    received_wall: datetime
+    next_extend: float
+    next_cancel_check: float
+    # The task's span in the producer's trace (continued from the message's trace header).
+    span: trace.Span
+    task: TaskMessage | None = None
+    phase: Phase = Phase.PREPARING
+    # This receive's name on the status row's lease, and whether it holds the lease (the
+    # heartbeat renews it).
+    holder: str = ""
+    leased: bool = False
+    signal: Signal | None = None
+    signalled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def generating(self) -> bool:
+        return self.phase is Phase.GENERATING
+
+    def raise_signal(self, signal: Signal) -> None:
+        if self.signal is None:
+            self.signal = signal
+            self.signalled.set()
+
+    @property
+    def trace_id(self) -> str | None:
+        """X-Ray form of this task's trace id (the header's root when tracing is off)."""
+        ctx = self.span.get_span_context()
+        if not ctx.is_valid:
+            return self.message.trace_id
+        hexid = format(ctx.trace_id, "032x")
+        return f"1-{hexid[:8]}-{hexid[8:]}"
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[trace.Span]:
+        """A span for one stage of this task: a child of the current stage when called inside
+        one, else of the task's span. AWS calls inside it become its children."""
+        current = trace.get_current_span().get_span_context()
+        mine = self.span.get_span_context()
+        if current.is_valid and current.trace_id == mine.trace_id:
+            with _tracer.start_as_current_span(name) as span:
+                yield span
+            return
+        with (
+            trace.use_span(self.span, end_on_exit=False),
+            _tracer.start_as_current_span(name) as span,
+        ):
+            yield span
+
+    @contextlib.contextmanager
+    def within(self) -> Iterator[None]:
+        """Make this task's span current (for work not worth a span of its own)."""
+        with trace.use_span(self.span, end_on_exit=False):
+            yield
+
+
+class HeldRegistry:
+    """Every held message by receipt handle; capacity is derived from their phases (no counter
+    kept by hand), and every change wakes whoever waits on :meth:`wait_for`."""
+
+    def __init__(self, config: WorkerConfig, clock: Clock, metrics: AgentMetrics) -> None:
+        self._cfg = config
+        self._clock = clock
+        self._metrics = metrics
+        self._held: dict[str, Held] = {}
+        self._changed = asyncio.Condition()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, held: Held) -> bool:
+        return held.message.receipt_handle in self._held
+
+    def values(self) -> list[Held]:
+        return list(self._held.values())
+
+    def count(self, *phases: Phase) -> int:
+        return sum(1 for h in self._held.values() if h.phase in phases)
+
+    def capacity(self) -> int:
+        """How many more messages to receive: the prefetch plus idle generators, minus what is
+        received and not yet generating."""
+        idle = self._cfg.concurrency - self.count(Phase.GENERATING)
+        return self._cfg.prefetch + max(idle, 0) - self.count(Phase.PREPARING, Phase.READY)
+
+    def hold(self, message: ReceivedMessage) -> Held:
+        # A missing or malformed header yields no parent: the task starts a trace of its own.
+        parent = (
+            _xray.extract({TRACE_HEADER: message.trace_header}) if message.trace_header else None
+        )
+        span = _tracer.start_span(
+            "receive",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "aws_sqs",
+                "messaging.message.id": message.message_id,
+                "sdq.receive_count": message.receive_count,
+            },
+        )
+        now = self._clock.monotonic()
+        held = Held(
+            message=message,
+            log=_log,
+            received_wall=self._clock.now(),
+            next_extend=now + self._cfg.visibility / 3,
+            next_cancel_check=now + self._cfg.cancel_poll_seconds,
+            span=span,
+            holder=f"{self._cfg.agent_id}/{uuid.uuid4().hex[:12]}",
+        )
+        held.log = _log.bind(
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            trace_id=held.trace_id,
+        )
+        self._held[message.receipt_handle] = held
+        self._metrics.in_flight.set(len(self._held))
+        return held
+
+    async def move(self, held: Held, phase: Phase) -> None:
+        held.phase = phase
+        await self.notify()
+
+    async def drop(self, held: Held) -> None:
+        """The message is deleted or handed back: the agent is no longer responsible for it."""
+        if self._held.pop(held.message.receipt_handle, None) is not None:
+            held.span.end()
+        await self.notify()
+
+    async def notify(self) -> None:
+        self._metrics.in_flight.set(len(self._held))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    # ----------------------------------------------------------------------- heartbeat
+
+    async def heartbeat(self, queue: TaskQueue, status: StatusStore) -> None:
+        """Forever: extend the visibility (and the status row's lease) of held messages, and
+        look for cancel requests of held tasks."""
+        tick = max(0.05, min(1.0, self._cfg.visibility / 6, self._cfg.cancel_poll_seconds / 2))
+        while True:
+            await self._clock.sleep(tick)
+            await self.beat(queue, status)
+
+    async def beat(self, queue: TaskQueue, status: StatusStore) -> None:
+        now = self._clock.monotonic()
+        due = [h for h in self._held.values() if now >= h.next_extend]
+        for held in due:
+            held.next_extend = now + self._cfg.visibility / 3
+        if due:
+            try:
+                await queue.extend([h.message for h in due], self._cfg.visibility)
+            except TaskFailure as exc:
+                _log.warning("visibility heartbeat failed", error=str(exc), messages=len(due))
+        # Cancel requests: for tasks generating (interrupt) and tasks waiting to (skip).
+        check = [
+            h
+            for h in self._held.values()
+            if h.task is not None and h.signal is None and now >= h.next_cancel_check
+        ]
+        for held in check:
+            held.next_cancel_check = now + self._cfg.cancel_poll_seconds
+        renew = [h for h in due if h.leased and h.task is not None]
+        await asyncio.gather(
+            *(self._check_cancel(h, h.task, status) for h in check if h.task),
+            *(self._renew(h, h.task, status) for h in renew if h.task),
+        )
+
+    def lease_until(self) -> int:
+        """Epoch seconds until which a claim made or renewed now holds the row."""
+        return int(self._clock.now().timestamp() + self._cfg.lease_seconds)
+
+    async def _renew(self, held: Held, task: TaskMessage, status: StatusStore) -> None:
+        try:
+            if await status.renew(task.id, held.holder, self.lease_until()):
+                return
+        except TaskFailure as exc:
+            held.log.warning("could not renew the task's lease", error=str(exc))
+            return
+        if held.generating:  # another receive took the task over: stop and hand it back
+            held.log.warning("lost the task's lease; interrupting and handing it back")
+            held.leased = False
+            held.raise_signal("release")
+
+    @staticmethod
+    async def _check_cancel(held: Held, task: TaskMessage, status: StatusStore) -> None:
+        try:
+            if await status.cancel_requested(task.id):
+                held.log.info("cancellation requested")
+                held.raise_signal("cancel")
+        except TaskFailure as exc:
+            held.log.warning("could not read the status row", error=str(exc))

@@ -1,0 +1,351 @@
+"""The delivery policy: every way a held message ends (complete, fail, poison, cancel, release,
+back off, skip, announce). Each outcome records the status row, publishes at most the one final
+notification, settles the message with SQS and drops it from the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from sdq_contracts.keys import image_key, output_location, response_key
+from sdq_contracts.messages import (
+    ResultNotification,
+    StatusRecord,
+    TaskError,
+    TaskMessage,
+    TaskState,
+)
+from sdq_queue_agent.domain.clock import Clock
+from sdq_queue_agent.domain.held import Held, HeldRegistry
+from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, RuntimeResult
+from sdq_queue_agent.domain.parsing import PoisonMessage
+from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
+from sdq_queue_agent.domain.ports import (
+    ObjectStore,
+    ResultPublisher,
+    StatusStore,
+    TaskQueue,
+    WebhookSender,
+)
+from sdq_queue_agent.domain.preparation import Job, NotClaimed
+from sdq_queue_agent.domain.ssrf import redact_url
+from sdq_queue_agent.errors import TaskFailure
+from sdq_queue_agent.metrics import AgentMetrics
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class Outcomes:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        registry: HeldRegistry,
+        queue: TaskQueue,
+        store: ObjectStore,
+        publisher: ResultPublisher,
+        status: StatusStore,
+        webhooks: WebhookSender,
+        metrics: AgentMetrics,
+        clock: Clock,
+        spawn: Spawn,
+    ) -> None:
+        self._cfg = config
+        self._held = registry
+        self._queue = queue
+        self._store = store
+        self._publisher = publisher
+        self._status = status
+        self._webhooks = webhooks
+        self._metrics = metrics
+        self._clock = clock
+        # Background work beside the outcome (webhooks, stage records) runs in the worker's
+        # task group.
+        self._spawn = spawn
+
+    def output_location(self, task: TaskMessage) -> str:
+        return output_location(self._cfg.output_bucket, task.prefix, task.id)
+
+    def new_row(self, task: TaskMessage) -> NewRow:
+        return new_row(task, self._cfg, self._clock.now())
+
+    # ----------------------------------------------------------------------- complete
+
+    async def complete(self, job: Job, result: RuntimeResult) -> None:
+        held, task = job.held, job.task
+        self._spawn(self.record_stage(held, task, "uploading"))
+        try:
+            started = self._clock.monotonic()
+            with held.stage("upload"):
+                urls = await self._upload(task, result)
+            job.timings["upload"] = round(self._clock.monotonic() - started, 3)
+            if result.after_upload is not None:
+                self._spawn(self._after_upload(held, result.after_upload))
+            self._metrics.stage("upload", job.timings["upload"])
+            started = self._clock.monotonic()
+            with held.stage("status.update"):
+                announced = await self._status.complete(
+                    task.id, held.holder, urls, self._clock.now()
+                )
+            with held.stage("notify"):
+                notification = None
+                if announced:
+                    job.timings["total"] = round(
+                        (self._clock.now() - task.submitted_at).total_seconds(), 3
+                    )
+                    notification = self._notification(
+                        task, held, TaskState.COMPLETED, urls=urls, timings=job.timings
+                    )
+                    await self._publish(notification)
+                await self._queue.delete(held.message)
+            self._metrics.stage("notify", self._clock.monotonic() - started)
+        except TaskFailure as failure:
+            await self.fail(held, failure)
+            return
+        held.log.info("task completed", outputs=len(urls), timings=job.timings, announced=announced)
+        self._metrics.outcome("completed" if announced else "cancelled")
+        await self._held.drop(held)
+        if notification is not None and task.callback_url:
+            self._spawn(self._webhook(task, task.callback_url, notification, held))
+
+    async def _after_upload(self, held: Held, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """The runtime's clean-up of outputs already in S3; a failure only leaves files behind."""
+        try:
+            await cleanup()
+        except TaskFailure as exc:
+            held.log.warning("runtime clean-up after upload failed", error=str(exc))
+
+    async def record_stage(self, held: Held, task: TaskMessage, stage: str) -> None:
+        """Best effort, beside the work itself (never in series with the GPU)."""
+        try:
+            with held.within():
+                await self._status.stage(task.id, stage, self._clock.now())
+        except TaskFailure as exc:
+            held.log.warning("could not record the task's stage", stage=stage, error=str(exc))
+
+    async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[str]:
+        bucket = self._cfg.output_bucket
+        keys = [
+            image_key(task.prefix, task.id, n, f.ext) for n, f in enumerate(result.files, start=1)
+        ]
+        out_key = response_key(task.prefix, task.id)
+        out_body = json.dumps(result.response, separators=(",", ":"), default=str).encode("utf-8")
+        async with asyncio.TaskGroup() as tg:
+            for key, file in zip(keys, result.files, strict=True):
+                tg.create_task(self._store.put(bucket, key, file.data, file.content_type))
+            tg.create_task(self._store.put(bucket, out_key, out_body, "application/json"))
+        return [f"s3://{bucket}/{key}" for key in keys]
+
+    async def _webhook(
+        self, task: TaskMessage, url: str, notification: ResultNotification, held: Held
+    ) -> None:
+        body = notification.model_dump_json(exclude_none=True).encode("utf-8")
+        with held.stage("webhook") as span:
+            delivered = await self._webhooks.deliver(url, body, task.id)
+            span.set_attribute("sdq.delivered", delivered)
+        held.log.info("webhook", delivered=delivered, url=redact_url(url))
+
+    # ----------------------------------------------------------------------- notifications
+
+    def _notification(
+        self,
+        task: TaskMessage,
+        held: Held,
+        state: TaskState,
+        *,
+        urls: list[str] | None = None,
+        error: TaskError | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> ResultNotification:
+        return ResultNotification(
+            id=task.id,
+            runtime=task.runtime,
+            result=state is TaskState.COMPLETED,
+            status=state,
+            image_url=urls or [],
+            output_location=self.output_location(task),
+            context=task.context,
+            error=error,
+            timings=timings,
+            trace_id=held.trace_id,
+        )
+
+    async def _publish(self, notification: ResultNotification) -> None:
+        """Publish, then mark the status row announced (a redelivery re-announces otherwise)."""
+        await self._publisher.publish(notification)
+        await self._status.announced(notification.id)
+
+    # ----------------------------------------------------------------------- not claimed
+
+    async def not_claimed(self, held: Held, outcome: NotClaimed) -> None:
+        """The status row refused the claim: another receive holds the task (hand this copy
+        back until its lease runs out), or the task already ended (announce it if its
+        notification never went out, then delete the message)."""
+        claim, task = outcome.claim, outcome.task
+        if claim.outcome is ClaimOutcome.HELD_ELSEWHERE:
+            await self._duplicate(held, claim.lease_until)
+            return
+        state = claim.record.status.value if claim.record else "done"
+        held.log.info("task already finished; deleting the redelivered message", status=state)
+        try:
+            with held.within():
+                if claim.unannounced and claim.record is not None:
+                    await self._announce_record(task, held, claim.record)
+                await self._queue.delete(held.message)
+        except TaskFailure as exc:
+            held.log.warning("could not settle a finished task's message", cause=str(exc))
+        self._metrics.outcome("skipped")
+        await self._held.drop(held)
+
+    async def _duplicate(self, held: Held, lease_until: int) -> None:
+        """A second copy of a task another receive runs: back on the queue, visible again when
+        the holder's lease would have run out (by then the task ended and this copy is deleted,
+        or the holder died and this copy takes over)."""
+        remaining = lease_until - int(self._clock.now().timestamp()) + 1
+        delay = max(1, min(remaining, self._cfg.visibility, MAX_VISIBILITY))
+        try:
+            with held.within():
+                await self._queue.set_visibility(held.message, delay)
+        except TaskFailure as exc:
+            held.log.warning("could not delay a duplicate delivery", cause=str(exc))
+        held.log.info("duplicate delivery of a task held elsewhere; handed back", retry_in_s=delay)
+        self._metrics.outcome("duplicate")
+        await self._held.drop(held)
+
+    async def _announce_record(self, task: TaskMessage, held: Held, record: StatusRecord) -> None:
+        """A redelivered task whose final notification never went out: announce it now."""
+        held.log.warning("announcing a finished task whose notification was not confirmed")
+        await self._publish(
+            self._notification(
+                task, held, record.status, urls=list(record.outputs), error=record.error
+            )
+        )
+
+    # ----------------------------------------------------------------------- failures
+
+    async def fail(self, held: Held, failure: TaskFailure) -> None:
+        """Permanent → failed + delete; transient → backoff, or final failure before the DLQ."""
+        message = held.message
+        decision = decide(failure, message.receive_count, self._cfg)
+        log = held.log.bind(error_code=failure.code, error=failure.message)
+        try:
+            with held.within():
+                error = TaskError(
+                    code=failure.code, message=failure.message, permanent=decision.permanent
+                )
+                if decision.final and held.task is not None:
+                    await self._status.fail(
+                        held.task.id, error, self._clock.now(), self.new_row(held.task)
+                    )
+                    await self._publish(
+                        self._notification(held.task, held, TaskState.FAILED, error=error)
+                    )
+                elif held.task is not None and held.leased:
+                    retry_at = self._clock.now() + timedelta(seconds=decision.delay)
+                    await self._status.wait_to_retry(
+                        held.task.id, held.holder, error, retry_at, self._clock.now()
+                    )
+                    held.leased = False
+                if decision.verdict is Verdict.FAIL:
+                    await self._queue.delete(message)
+                    log.error("task failed permanently; message deleted")
+                    self._metrics.outcome("failed")
+                elif decision.verdict is Verdict.FAIL_LAST:
+                    await self._queue.set_visibility(message, 0)
+                    log.error(
+                        "task failed on its last allowed receive; left for the dead-letter queue"
+                    )
+                    self._metrics.outcome("failed")
+                else:
+                    await self._queue.set_visibility(message, decision.delay)
+                    log.warning("task failed transiently; will retry", retry_in_s=decision.delay)
+                    self._metrics.outcome("retried")
+        except TaskFailure as exc:
+            log.error("could not record the failure; the message will reappear", cause=str(exc))
+        await self._held.drop(held)
+
+    async def poison(self, held: Held, poison: PoisonMessage) -> None:
+        """Not a task: logged, final failure if an id is known, then left to dead-letter."""
+        message = held.message
+        log = held.log.bind(
+            task_id=poison.task_id, reason=poison.reason, body_bytes=len(message.body)
+        )
+        last = message.receive_count >= self._cfg.max_receive_count
+        try:
+            with held.within():
+                if last and poison.task_id is not None:
+                    error = TaskError(code="invalid_message", message=poison.reason, permanent=True)
+                    await self._status.fail(poison.task_id, error, self._clock.now(), None)
+                    await self._publish(
+                        ResultNotification(
+                            id=poison.task_id,
+                            runtime=self._cfg.runtime_name,
+                            result=False,
+                            status=TaskState.FAILED,
+                            output_location=output_location(
+                                self._cfg.output_bucket, "", poison.task_id
+                            ),
+                            error=error,
+                            trace_id=held.trace_id,
+                        )
+                    )
+                await self._queue.set_visibility(message, 0)
+        except TaskFailure as exc:
+            log.error("could not hand back a poison message", cause=str(exc))
+        log.error("poison message; leaving it for the dead-letter queue", last_receive=last)
+        self._metrics.outcome("poison")
+        await self._held.drop(held)
+
+    # ----------------------------------------------------------------------- cancel, release
+
+    async def cancelled(self, held: Held) -> None:
+        task = held.task
+        if task is None:  # a cancel signal needs a parsed task; without one, hand it back
+            await self.release(held, "cancelled before it was parsed")
+            return
+        try:
+            with held.within():
+                await self._status.cancelled(task.id, self._clock.now())
+                await self._publish(self._notification(task, held, TaskState.CANCELLED))
+                await self._queue.delete(held.message)
+                held.log.info("task cancelled")
+                self._metrics.outcome("cancelled")
+        except TaskFailure as exc:
+            held.log.error(
+                "could not record the cancellation; the message will reappear", cause=str(exc)
+            )
+        await self._held.drop(held)
+
+    async def release(self, held: Held, reason: str) -> None:
+        """Hand the message back at once (visibility 0): another agent takes it."""
+        try:
+            with held.within():
+                await self._give_up_lease(held)
+                await self._queue.set_visibility(held.message, 0)
+        except TaskFailure as exc:
+            held.log.warning(
+                "could not hand back the message; it reappears after its visibility", cause=str(exc)
+            )
+        held.log.info("message handed back", reason=reason)
+        self._metrics.outcome("released")
+        await self._held.drop(held)
+
+    async def backoff(self, held: Held) -> None:
+        """After an unexpected error: hand the message back after the backoff."""
+        try:
+            with held.within():
+                await self._give_up_lease(held)
+                await self._queue.set_visibility(
+                    held.message, self._cfg.backoff(held.message.receive_count)
+                )
+        except TaskFailure as exc:
+            held.log.warning("could not delay the message", cause=str(exc))
+        await self._held.drop(held)
+
+    async def _give_up_lease(self, held: Held) -> None:
+        if held.leased and held.task is not None:
+            await self._status.release(held.task.id, held.holder, self._clock.now())
+            held.leased = False
