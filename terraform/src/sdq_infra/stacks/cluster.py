@@ -55,6 +55,7 @@ class ClusterStack(SdqStack):
             "karpenter",
             KarpenterSpec(
                 cluster_name=cluster.name,
+                owner_cluster=name,
                 cluster_arn=cluster.arn,
                 node_role_name=names.role_name(cfg, "karpenter-node"),
                 controller_role_name=names.role_name(cfg, "karpenter-controller"),
