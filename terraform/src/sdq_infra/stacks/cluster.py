@@ -45,6 +45,7 @@ class ClusterStack(SdqStack):
                 system_instance_types=cfg.cluster.system_instance_types,
                 system_node_count=cfg.cluster.system_node_count,
                 admin_principal_arns=cfg.cluster.admin_principal_arns,
+                public_access_cidrs=cfg.cluster.public_access_cidrs,
                 cluster_role_name=names.role_name(cfg, "eks-cluster"),
                 system_node_role_name=names.role_name(cfg, "eks-system-node"),
             ),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 from constructs import Construct
 
 from sdq_contracts import naming
@@ -25,26 +22,6 @@ class StateStack(SdqStack):
     def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
         super().__init__(scope, "state", cfg, options)
         bucket = PrivateBucket(self, "state", BucketSpec(name=options.state_bucket, versioned=True))
-        S3BucketPolicy(
-            self,
-            "tls-only",
-            bucket=bucket.bucket.id,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.outputs.arn, f"{bucket.outputs.arn}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
-                    ],
-                }
-            ),
-        )
         self.output("state_bucket", bucket.outputs.name, "bucket holding every stack's state")
 
 
