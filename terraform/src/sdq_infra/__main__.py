@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.yes:
                 complain("destroy needs --yes (make destroy CONFIRM=yes)")
                 return 2
-            return deploy.destroy(cfg, options, args.stacks)
+            return deploy.destroy(cfg, options, args.stacks, config_path=config_path)
         raise InfraError(f"unknown command {args.command}")
     except (InfraError, ConfigError) as exc:
         complain(f"error: {exc}")

@@ -18,7 +18,6 @@ from sdq_infra.components.platform_roles import (
     PodRole,
     PodRoleSpec,
     collector_policy,
-    keda_policy,
 )
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
@@ -75,9 +74,8 @@ class ClusterStack(SdqStack):
                 cluster_name=cluster.name,
                 namespace=naming.KEDA_NAMESPACE,
                 service_account=naming.KEDA_SERVICE_ACCOUNT,
-                policy=keda_policy(
-                    [self.arns.sqs(naming.queue_name(cfg, runtime)) for runtime in cfg.runtimes]
-                ),
+                # Each runtime stack grants KEDA its own queue (stacks/runtime.py).
+                policy=None,
             ),
         )
         collector = PodRole(

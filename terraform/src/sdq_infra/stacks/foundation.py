@@ -5,7 +5,8 @@ from __future__ import annotations
 from constructs import Construct
 
 from sdq_contracts import naming
-from sdq_contracts.config import DeploymentConfig
+from sdq_contracts.config import DeploymentConfig, RuntimeType
+from sdq_infra import names
 from sdq_infra.components.buckets import BucketSpec, PrivateBucket
 from sdq_infra.components.registry import ImageRepository, RepositorySpec
 from sdq_infra.options import InfraOptions
@@ -36,3 +37,15 @@ class RegistryStack(SdqStack):
             repo.outputs.url,
             "ECR repository of the queue agent image",
         )
+        # Pinned runtime images sdq builds (`make release SERVICE=sdwebui|comfyui`).
+        for kind in RuntimeType:
+            runtime_repo = ImageRepository(
+                self,
+                f"runtime-{kind.value}",
+                RepositorySpec(name=names.runtime_image_repository_name(cfg, kind.value)),
+            )
+            self.output(
+                f"{kind.value}_repository_url",
+                runtime_repo.outputs.url,
+                f"ECR repository of the {kind.value} runtime image",
+            )
