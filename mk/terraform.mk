@@ -42,8 +42,8 @@ destroy: setup ## destroy the stacks in reverse order (needs CONFIRM=yes; keeps 
 doctor: setup ## check AWS credentials, terraform, provider mirror, kubectl, docker
 	@$(INFRA) doctor
 
-release: setup ## SERVICE=<queue_agent|api_validator|model_sync> VERSION=<v>
-	@test -n "$(SERVICE)" -a -n "$(VERSION)" || { echo "usage: make release SERVICE=<queue_agent|api_validator|model_sync> VERSION=<v>" >&2; exit 2; }
+release: setup ## SERVICE=<queue_agent|sdwebui|comfyui|api_validator|model_sync> VERSION=<v> (images: linux/amd64, pushed to ECR)
+	@test -n "$(SERVICE)" -a -n "$(VERSION)" || { echo "usage: make release SERVICE=<queue_agent|sdwebui|comfyui|api_validator|model_sync> VERSION=<v>" >&2; exit 2; }
 	@$(INFRA) release $(SERVICE) $(VERSION)
 
 $(CHECKOV_STAMP):

@@ -6,7 +6,8 @@
             --agent-version, build/outputs/k8s.json for the k8s overlays
   destroy   destroy the stacks in reverse order (all but `state` unless --stacks names it)
   doctor    report missing prerequisites with fixes
-  release   SERVICE VERSION: a Lambda zip, or the queue agent image pushed to ECR
+  release   SERVICE VERSION: a Lambda zip, or an image (queue agent, sdwebui, comfyui) pushed
+            to ECR
 
 SDQ_CONFIG (or --config) names the deployment config; SDQ_TF_ENDPOINT switches to emulator mode.
 """
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             from sdq_infra.release import release  # noqa: PLC0415
 
-            say(release(args.service, args.version, options))
+            say(release(args.service, args.version, options, cfg.region))
             return 0
         # cdktf takes ~30 s to load (jsii starts Node.js): only the commands that need it do.
         from sdq_infra import deploy  # noqa: PLC0415
