@@ -39,7 +39,7 @@ apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, rend
 destroy: setup ## destroy the stacks in reverse order (needs CONFIRM=yes; keeps `state`)
 	@$(INFRA) destroy $(if $(filter yes,$(CONFIRM)),--yes) $(if $(STACKS),--stacks $(STACKS))
 
-doctor: setup ## check AWS credentials, terraform, provider mirror, kubectl, docker
+doctor: setup ## check AWS credentials, G/VT GPU vCPU quotas, terraform, provider mirror, kubectl, helm, docker
 	@$(INFRA) doctor
 
 release: setup ## SERVICE=<queue_agent|sdwebui|comfyui|api_validator|model_sync> VERSION=<v> (images: linux/amd64, pushed to ECR)
