@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 export SDQ_TF_ENDPOINT SDQ_TF_PLUGIN_MIRROR SDQ_STATE_BUCKET
 export TF_CLI_CONFIG_FILE := $(abspath build/terraformrc)
 
-.PHONY: synth plan apply destroy doctor release lambda-zips checkov checkov-venv
+.PHONY: synth plan apply destroy doctor release lambda-zips checkov checkov-venv smoke
 
 lambda-zips: setup ## build the Lambda zips into build/lambda/
 	@$(PY) -m sdq_infra.package api_validator model_sync
@@ -56,3 +56,7 @@ checkov-venv: $(CHECKOV_STAMP) ## create .venv-checkov (separate venv, pinned ch
 
 checkov: checkov-venv synth ## checkov over the synthesized JSON (skip list: terraform/checkov.yaml)
 	@$(CHECKOV_VENV)/bin/checkov -d build/cdktf.out/stacks --config-file terraform/checkov.yaml
+
+smoke: setup ## after make apply: one task per runtime through the deployed API, S3 outputs checked + deleted, timings (TIMEOUT=s)
+	@$(VENV)/bin/sdq configure --outputs $(or $(OUTPUTS),build/outputs) --config $(CONFIG) --write build/smoke-profile.json
+	@$(VENV)/bin/sdq smoke --profile build/smoke-profile.json --config $(CONFIG) $(if $(TIMEOUT),--timeout $(TIMEOUT))
