@@ -113,7 +113,12 @@ def test_private_endpoint_admins_and_no_account_logging(
     routing = synth.json("routing")["resource"]
     # Nothing account-wide is touched and no stage logging needs the account's role.
     assert "aws_api_gateway_account" not in routing
-    assert "aws_cloudwatch_log_group" not in routing
+    api_groups = [
+        g["name"]
+        for g in routing.get("aws_cloudwatch_log_group", {}).values()
+        if g["name"].startswith(("/aws/apigateway/", "API-Gateway-Execution-Logs_"))
+    ]
+    assert api_groups == []
     [stage] = routing["aws_api_gateway_stage"].values()
     assert "access_log_settings" not in stage
     [settings] = routing["aws_api_gateway_method_settings"].values()

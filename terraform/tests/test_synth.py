@@ -285,11 +285,29 @@ def test_runtime_role_scoped_to_its_own_resources(synthesized: Synth) -> None:
 
 
 def test_keda_reads_only_sdq_queue_depth(synthesized: Synth) -> None:
+    """Each runtime stack grants KEDA's role (cluster stack) its own queue, so applying one
+    runtime stack alone leaves a runtime KEDA can scale; the cluster stack lists no queue."""
     cfg = synthesized.cfg
-    (statement,) = statements(synthesized, "cluster", "keda")
-    assert statement["Action"] == ["sqs:GetQueueAttributes"]
-    expected = sorted(f":{naming.queue_name(cfg, r)}" for r in cfg.runtimes)
-    assert sorted(":" + arn.rsplit(":", 1)[1] for arn in statement["Resource"]) == expected
+    assert not [n for n in synthesized.resources("cluster", "aws_iam_role_policy") if "keda" in n]
+    keda_role = names.role_name(cfg, "keda-operator")
+    assert keda_role in {
+        r["name"] for r in synthesized.resources("cluster", "aws_iam_role").values()
+    }
+    for runtime in cfg.runtimes:
+        stack = names.runtime_stack_id(runtime)
+        [grant] = [
+            p
+            for p in synthesized.resources(stack, "aws_iam_role_policy").values()
+            if p["role"] == keda_role
+        ]
+        [queue_id] = [
+            name
+            for name, q in synthesized.resources(stack, "aws_sqs_queue").items()
+            if q["name"] == naming.queue_name(cfg, runtime)
+        ]
+        (statement,) = json.loads(grant["policy"])["Statement"]
+        assert statement["Action"] == ["sqs:GetQueueAttributes"]
+        assert statement["Resource"] == [f"${{aws_sqs_queue.{queue_id}.arn}}"]
 
 
 def test_model_sync_sends_commands_only_to_tagged_cluster_nodes(synthesized: Synth) -> None:
@@ -361,10 +379,25 @@ def test_network_subnets_nat_and_discovery_tags(synthesized: Synth) -> None:
     assert only(synthesized.resources("network", "aws_vpc"))["cidr_block"] == "10.0.0.0/16"
 
 
-def test_agent_image_repository_is_immutable_and_scanned(synthesized: Synth) -> None:
-    repo = only(synthesized.resources("registry", "aws_ecr_repository"))
-    assert repo["image_tag_mutability"] == "IMMUTABLE"
-    assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+def test_image_repositories_are_immutable_and_scanned(synthesized: Synth) -> None:
+    repos = synthesized.resources("registry", "aws_ecr_repository").values()
+    cfg = synthesized.cfg
+    assert sorted(r["name"] for r in repos) == sorted(
+        [
+            naming.queue_agent_repository_name(cfg),
+            names.runtime_image_repository_name(cfg, "comfyui"),
+            names.runtime_image_repository_name(cfg, "sdwebui"),
+        ]
+    )
+    for repo in repos:
+        assert repo["image_tag_mutability"] == "IMMUTABLE"
+        assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+    outputs = synthesized.json("registry")["output"]
+    assert {
+        "queue_agent_repository_url",
+        "sdwebui_repository_url",
+        "comfyui_repository_url",
+    } <= set(outputs)
 
 
 def test_lambda_environments_match_what_the_handlers_read(synthesized: Synth) -> None:

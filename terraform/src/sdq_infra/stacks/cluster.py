@@ -13,12 +13,13 @@ from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig
 from sdq_infra import names
 from sdq_infra.components.eks import Cluster, ClusterSpec
-from sdq_infra.components.karpenter import Karpenter, KarpenterSpec
+from sdq_infra.components.karpenter import Karpenter
 from sdq_infra.components.platform_roles import (
     PodRole,
     PodRoleSpec,
     collector_policy,
 )
+from sdq_infra.karpenter_policy import KarpenterSpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
 
