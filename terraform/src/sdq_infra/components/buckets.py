@@ -95,7 +95,7 @@ class PrivateBucket(Construct):
         )
         # Every request must use TLS (aws:SecureTransport); the public access block above
         # must exist first or S3 may refuse the policy while it checks for public access.
-        S3BucketPolicy(
+        self.tls_policy = S3BucketPolicy(
             self,
             "tls-only",
             bucket=bucket.id,

@@ -23,6 +23,17 @@ class StateStack(SdqStack):
     def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
         super().__init__(scope, "state", cfg, options)
         bucket = PrivateBucket(self, "state", BucketSpec(name=options.state_bucket, versioned=True))
+        # The TLS-only policy used to be this stack's own resource; it now comes with every
+        # PrivateBucket: move its state instead of replacing it.
+        self.add_override(
+            "moved",
+            [
+                {
+                    "from": "aws_s3_bucket_policy.tls-only",
+                    "to": f"aws_s3_bucket_policy.{bucket.tls_policy.friendly_unique_id}",
+                }
+            ],
+        )
         self.output("state_bucket", bucket.outputs.name, "bucket holding every stack's state")
 
 
