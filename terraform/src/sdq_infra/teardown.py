@@ -99,8 +99,15 @@ class Boto3Inventory:
     def __init__(self, region: str, endpoint_url: str | None = None) -> None:
         import boto3  # noqa: PLC0415 - only destroy needs it
 
-        self._s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
-        self._ecr = boto3.client("ecr", region_name=region, endpoint_url=endpoint_url)
+        # The emulator takes any credentials (the provider uses these too).
+        keys = (
+            {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+            if endpoint_url
+            else {}
+        )
+        session = boto3.session.Session(region_name=region, **keys)
+        self._s3 = session.client("s3", endpoint_url=endpoint_url)
+        self._ecr = session.client("ecr", endpoint_url=endpoint_url)
 
     def bucket_objects(self, bucket: str) -> int | None:
         from botocore.exceptions import ClientError  # noqa: PLC0415
