@@ -482,11 +482,8 @@ def test_buckets_deny_requests_without_tls(synthesized: Synth) -> None:
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         arn = f"${{aws_s3_bucket.{bucket_id}.arn}}"
         assert statement["Resource"] == [arn, f"{arn}/*"]
-    # The state bucket's policy kept its state when it moved into the bucket construct.
-    [policy_id] = synthesized.resources("state", "aws_s3_bucket_policy")
-    assert synthesized.json("state")["moved"] == [
-        {"from": "aws_s3_bucket_policy.tls-only", "to": f"aws_s3_bucket_policy.{policy_id}"}
-    ]
+    # The state bucket's policy keeps its state address (no replacement on existing deploys).
+    assert list(synthesized.resources("state", "aws_s3_bucket_policy")) == ["tls-only"]
 
 
 def test_eks_endpoint_upgrade_policy_addons_and_log_retention(synthesized: Synth) -> None:

@@ -31,6 +31,9 @@ class BucketSpec:
     versioned: bool
     # Keep objects on `terraform destroy`? False refuses to destroy a non-empty bucket.
     force_destroy: bool = False
+    # Deny every request without TLS (a bucket policy); the state stack keeps its own
+    # stack-level policy resource (its state address predates this construct's).
+    tls_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,14 @@ class PrivateBucket(Construct):
         )
         # Every request must use TLS (aws:SecureTransport); the public access block above
         # must exist first or S3 may refuse the policy while it checks for public access.
-        self.tls_policy = S3BucketPolicy(
-            self,
-            "tls-only",
-            bucket=bucket.id,
-            policy=tls_only_policy(bucket.arn),
-            depends_on=[public_access],
-        )
+        if spec.tls_only:
+            S3BucketPolicy(
+                self,
+                "tls-only",
+                bucket=bucket.id,
+                policy=tls_only_policy(bucket.arn),
+                depends_on=[public_access],
+            )
         if spec.versioned:
             S3BucketVersioningA(
                 self,

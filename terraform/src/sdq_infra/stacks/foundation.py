@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 from constructs import Construct
 
 from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig, RuntimeType
 from sdq_infra import names
-from sdq_infra.components.buckets import BucketSpec, PrivateBucket
+from sdq_infra.components.buckets import BucketSpec, PrivateBucket, tls_only_policy
 from sdq_infra.components.registry import ImageRepository, RepositorySpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
@@ -22,17 +23,11 @@ class StateStack(SdqStack):
 
     def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
         super().__init__(scope, "state", cfg, options)
-        bucket = PrivateBucket(self, "state", BucketSpec(name=options.state_bucket, versioned=True))
-        # The TLS-only policy used to be this stack's own resource; it now comes with every
-        # PrivateBucket: move its state instead of replacing it.
-        self.add_override(
-            "moved",
-            [
-                {
-                    "from": "aws_s3_bucket_policy.tls-only",
-                    "to": f"aws_s3_bucket_policy.{bucket.tls_policy.friendly_unique_id}",
-                }
-            ],
+        bucket = PrivateBucket(
+            self, "state", BucketSpec(name=options.state_bucket, versioned=True, tls_only=False)
+        )
+        S3BucketPolicy(
+            self, "tls-only", bucket=bucket.bucket.id, policy=tls_only_policy(bucket.outputs.arn)
         )
         self.output("state_bucket", bucket.outputs.name, "bucket holding every stack's state")
 
