@@ -13,7 +13,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 export SDQ_TF_ENDPOINT SDQ_TF_PLUGIN_MIRROR SDQ_STATE_BUCKET
 export TF_CLI_CONFIG_FILE := $(abspath build/terraformrc)
 
-.PHONY: synth plan apply destroy doctor release lambda-zips checkov checkov-venv
+.PHONY: synth plan apply destroy doctor release lambda-zips checkov checkov-venv smoke
 
 lambda-zips: setup ## build the Lambda zips into build/lambda/
 	@$(PY) -m sdq_infra.package api_validator model_sync
@@ -37,21 +37,17 @@ apply: lambda-zips ## plan + apply every stack, write build/outputs/*.json, rend
 	  echo "overlay $(K8S_OVERLAY) rendered and valid; install the platform with K8S_APPLY=yes (or make platform)"; \
 	fi
 
-destroy: setup ## drain Karpenter's nodes, then destroy the stacks in reverse order (needs CONFIRM=yes; keeps `state`)
-	@# Karpenter's instances are not in Terraform's state: end them while the cluster still runs.
+destroy: setup ## destroy the stacks in reverse order, draining Karpenter's nodes before the cluster (needs CONFIRM=yes; keeps `state`)
+	@# It refuses first if a bucket or registry still holds data; then, before the cluster goes,
+	@# `sdq_k8s platform drain` ends Karpenter's instances (they are not in Terraform's state).
 	@# SKIP_DRAIN=yes when the cluster is already gone or unreachable (then check EC2 yourself).
-	@if [ "$(CONFIRM)" = yes ] && [ "$(SKIP_DRAIN)" != yes ] && [ -z "$(SDQ_TF_ENDPOINT)" ] && \
-	   [ -f $(OUTPUTS)/cluster.json ] && \
-	   { [ -z "$(STACKS)" ] || [ -n "$(filter cluster network,$(STACKS))" ]; }; then \
-	  $(MAKE) --no-print-directory k8s-drain OUTPUTS=$(OUTPUTS); \
-	fi
-	@$(INFRA) destroy $(if $(filter yes,$(CONFIRM)),--yes) $(if $(STACKS),--stacks $(STACKS))
+	@$(INFRA) destroy $(if $(filter yes,$(CONFIRM)),--yes) $(if $(filter yes,$(SKIP_DRAIN)),--skip-drain) $(if $(STACKS),--stacks $(STACKS))
 
-doctor: setup ## check AWS credentials, terraform, provider mirror, kubectl, docker
+doctor: setup ## check AWS credentials, G/VT GPU vCPU quotas, terraform, provider mirror, kubectl, helm, docker
 	@$(INFRA) doctor
 
-release: setup ## SERVICE=<queue_agent|api_validator|model_sync> VERSION=<v>
-	@test -n "$(SERVICE)" -a -n "$(VERSION)" || { echo "usage: make release SERVICE=<queue_agent|api_validator|model_sync> VERSION=<v>" >&2; exit 2; }
+release: setup ## SERVICE=<queue_agent|sdwebui|comfyui|api_validator|model_sync> VERSION=<v> (images: linux/amd64, pushed to ECR)
+	@test -n "$(SERVICE)" -a -n "$(VERSION)" || { echo "usage: make release SERVICE=<queue_agent|sdwebui|comfyui|api_validator|model_sync> VERSION=<v>" >&2; exit 2; }
 	@$(INFRA) release $(SERVICE) $(VERSION)
 
 $(CHECKOV_STAMP):
@@ -64,3 +60,7 @@ checkov-venv: $(CHECKOV_STAMP) ## create .venv-checkov (separate venv, pinned ch
 
 checkov: checkov-venv synth ## checkov over the synthesized JSON (skip list: terraform/checkov.yaml)
 	@$(CHECKOV_VENV)/bin/checkov -d build/cdktf.out/stacks --config-file terraform/checkov.yaml
+
+smoke: setup ## after make apply: one task per runtime through the deployed API, S3 outputs checked + deleted, timings (TIMEOUT=s)
+	@$(VENV)/bin/sdq configure --outputs $(or $(OUTPUTS),build/outputs) --config $(CONFIG) --write build/smoke-profile.json
+	@$(VENV)/bin/sdq smoke --profile build/smoke-profile.json --config $(CONFIG) $(if $(TIMEOUT),--timeout $(TIMEOUT))

@@ -28,16 +28,20 @@ def network_resources(
     return synth.json("network").get("resource", {})
 
 
-def test_nat_per_az_and_none(synth_app: SynthApp, tmp_path: Path) -> None:
+def test_nat_per_az(synth_app: SynthApp, tmp_path: Path) -> None:
     per_az = network_resources(
         synth_app, {"nat": "per_az", "availability_zones": 3}, tmp_path / "a"
     )
     assert len(per_az["aws_nat_gateway"]) == 3
     routes = [r for r in per_az["aws_route"].values() if "nat_gateway_id" in r]
     assert len({r["nat_gateway_id"] for r in routes}) == 3
-    none = network_resources(synth_app, {"nat": "none", "availability_zones": 2}, tmp_path / "b")
-    assert "aws_nat_gateway" not in none
-    assert len(none["aws_subnet"]) == 4
+
+
+def test_a_new_vpc_without_nat_is_refused() -> None:
+    """Nodes of a new VPC without NAT (and no endpoints) could not reach ECR, STS or EKS."""
+    base = load_config(REPO / "config.yaml").model_dump(mode="json")
+    with pytest.raises(ValueError, match="nat: none is only allowed with existing_vpc"):
+        DeploymentConfig.model_validate(base | {"network": {"nat": "none"}})
 
 
 def test_existing_vpc_only_gets_discovery_tags(synth_app: SynthApp, tmp_path: Path) -> None:
@@ -46,7 +50,7 @@ def test_existing_vpc_only_gets_discovery_tags(synth_app: SynthApp, tmp_path: Pa
         "private_subnet_ids": ["subnet-a", "subnet-b"],
         "public_subnet_ids": ["subnet-c"],
     }
-    resources = network_resources(synth_app, {"existing_vpc": existing}, tmp_path)
+    resources = network_resources(synth_app, {"existing_vpc": existing, "nat": "none"}, tmp_path)
     assert set(resources) == {"aws_ec2_tag"}
     tags = {(t["resource_id"], t["key"]): t["value"] for t in resources["aws_ec2_tag"].values()}
     assert tags[("subnet-a", "karpenter.sh/discovery")] == "sdq"
@@ -80,3 +84,42 @@ def test_lambdas_export_spans_to_the_collector_layer_when_configured(
         assert function["layers"] == [layer]
         env = function["environment"]["variables"]
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+
+
+def test_private_endpoint_admins_and_no_account_logging(
+    synth_app: SynthApp, tmp_path: Path
+) -> None:
+    admin = "arn:aws:iam::123456789012:role/platform-admins"
+    base = load_config(REPO / "config.yaml").model_dump(mode="json")
+    cluster = base["cluster"] | {"public_access_cidrs": [], "admin_principal_arns": [admin]}
+    api = base["api"] | {"account_logging": "off"}
+    cfg = DeploymentConfig.model_validate(base | {"cluster": cluster, "api": api})
+    synth = synth_app(cfg, InfraOptions(REPO, tmp_path, "sdq-test-tfstate"))
+    [eks] = synth.json("cluster")["resource"]["aws_eks_cluster"].values()
+    assert eks["vpc_config"]["endpoint_public_access"] is False
+    assert eks["vpc_config"]["endpoint_private_access"] is True
+    assert "public_access_cidrs" not in eks["vpc_config"]
+    # The creator is admin already: listing it again is refused with a clear message.
+    [entry] = [
+        e
+        for e in synth.json("cluster")["resource"]["aws_eks_access_entry"].values()
+        if e["principal_arn"] == admin
+    ]
+    [precondition] = entry["lifecycle"]["precondition"]
+    assert "aws_iam_session_context" in precondition["condition"]
+    assert "issuer_arn" in precondition["condition"]
+    assert admin in precondition["condition"]
+    assert "remove it from cluster.admin_principal_arns" in precondition["error_message"]
+    routing = synth.json("routing")["resource"]
+    # Nothing account-wide is touched and no stage logging needs the account's role.
+    assert "aws_api_gateway_account" not in routing
+    api_groups = [
+        g["name"]
+        for g in routing.get("aws_cloudwatch_log_group", {}).values()
+        if g["name"].startswith(("/aws/apigateway/", "API-Gateway-Execution-Logs_"))
+    ]
+    assert api_groups == []
+    [stage] = routing["aws_api_gateway_stage"].values()
+    assert "access_log_settings" not in stage
+    [settings] = routing["aws_api_gateway_method_settings"].values()
+    assert settings["settings"]["logging_level"] == "OFF"

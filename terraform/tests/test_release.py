@@ -51,7 +51,7 @@ def test_lambda_release_is_a_versioned_zip(tmp_path: Path) -> None:
 def test_release_rejects_unknown_service_and_bad_version(tmp_path: Path) -> None:
     unknown = run_cli("release", "runtime_emulator", "1", tmp_path=tmp_path)
     assert unknown.returncode == 1
-    assert "releasable: api_validator, model_sync, queue_agent" in unknown.stderr
+    assert "releasable: api_validator, comfyui, model_sync, queue_agent, sdwebui" in unknown.stderr
     bad = run_cli("release", "model_sync", "../x", tmp_path=tmp_path)
     assert bad.returncode == 1
     assert "not a valid tag" in bad.stderr

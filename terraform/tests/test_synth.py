@@ -285,11 +285,29 @@ def test_runtime_role_scoped_to_its_own_resources(synthesized: Synth) -> None:
 
 
 def test_keda_reads_only_sdq_queue_depth(synthesized: Synth) -> None:
+    """Each runtime stack grants KEDA's role (cluster stack) its own queue, so applying one
+    runtime stack alone leaves a runtime KEDA can scale; the cluster stack lists no queue."""
     cfg = synthesized.cfg
-    (statement,) = statements(synthesized, "cluster", "keda")
-    assert statement["Action"] == ["sqs:GetQueueAttributes"]
-    expected = sorted(f":{naming.queue_name(cfg, r)}" for r in cfg.runtimes)
-    assert sorted(":" + arn.rsplit(":", 1)[1] for arn in statement["Resource"]) == expected
+    assert not [n for n in synthesized.resources("cluster", "aws_iam_role_policy") if "keda" in n]
+    keda_role = names.role_name(cfg, "keda-operator")
+    assert keda_role in {
+        r["name"] for r in synthesized.resources("cluster", "aws_iam_role").values()
+    }
+    for runtime in cfg.runtimes:
+        stack = names.runtime_stack_id(runtime)
+        [grant] = [
+            p
+            for p in synthesized.resources(stack, "aws_iam_role_policy").values()
+            if p["role"] == keda_role
+        ]
+        [queue_id] = [
+            name
+            for name, q in synthesized.resources(stack, "aws_sqs_queue").items()
+            if q["name"] == naming.queue_name(cfg, runtime)
+        ]
+        (statement,) = json.loads(grant["policy"])["Statement"]
+        assert statement["Action"] == ["sqs:GetQueueAttributes"]
+        assert statement["Resource"] == [f"${{aws_sqs_queue.{queue_id}.arn}}"]
 
 
 def test_model_sync_sends_commands_only_to_tagged_cluster_nodes(synthesized: Synth) -> None:
@@ -361,10 +379,25 @@ def test_network_subnets_nat_and_discovery_tags(synthesized: Synth) -> None:
     assert only(synthesized.resources("network", "aws_vpc"))["cidr_block"] == "10.0.0.0/16"
 
 
-def test_agent_image_repository_is_immutable_and_scanned(synthesized: Synth) -> None:
-    repo = only(synthesized.resources("registry", "aws_ecr_repository"))
-    assert repo["image_tag_mutability"] == "IMMUTABLE"
-    assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+def test_image_repositories_are_immutable_and_scanned(synthesized: Synth) -> None:
+    repos = synthesized.resources("registry", "aws_ecr_repository").values()
+    cfg = synthesized.cfg
+    assert sorted(r["name"] for r in repos) == sorted(
+        [
+            naming.queue_agent_repository_name(cfg),
+            names.runtime_image_repository_name(cfg, "comfyui"),
+            names.runtime_image_repository_name(cfg, "sdwebui"),
+        ]
+    )
+    for repo in repos:
+        assert repo["image_tag_mutability"] == "IMMUTABLE"
+        assert repo["image_scanning_configuration"] == {"scan_on_push": True}
+    outputs = synthesized.json("registry")["output"]
+    assert {
+        "queue_agent_repository_url",
+        "sdwebui_repository_url",
+        "comfyui_repository_url",
+    } <= set(outputs)
 
 
 def test_lambda_environments_match_what_the_handlers_read(synthesized: Synth) -> None:
@@ -435,3 +468,87 @@ def test_each_agent_role_allows_what_the_agent_calls(synthesized: Synth) -> None
     for runtime in synthesized.cfg.runtimes:
         granted = allowed(statements(synthesized, names.runtime_stack_id(runtime), "role-policy"))
         assert needed <= granted, (runtime.name, needed - granted)
+
+
+def test_buckets_deny_requests_without_tls(synthesized: Synth) -> None:
+    for stack in ("state", "routing", "model_sync"):
+        [bucket_id] = synthesized.resources(stack, "aws_s3_bucket")
+        policy = only(synthesized.resources(stack, "aws_s3_bucket_policy"))
+        assert policy["bucket"] == f"${{aws_s3_bucket.{bucket_id}.id}}"
+        [statement] = json.loads(policy["policy"])["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Principal"] == "*"
+        assert statement["Action"] == "s3:*"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        arn = f"${{aws_s3_bucket.{bucket_id}.arn}}"
+        assert statement["Resource"] == [arn, f"{arn}/*"]
+    # The state bucket's policy keeps its state address (no replacement on existing deploys).
+    assert list(synthesized.resources("state", "aws_s3_bucket_policy")) == ["tls-only"]
+
+
+def test_eks_endpoint_upgrade_policy_addons_and_log_retention(synthesized: Synth) -> None:
+    cluster = only(synthesized.resources("cluster", "aws_eks_cluster"))
+    vpc = cluster["vpc_config"]
+    assert vpc["endpoint_public_access"] is True
+    assert vpc["public_access_cidrs"] == list(synthesized.cfg.cluster.public_access_cidrs)
+    assert cluster["upgrade_policy"] == {"support_type": "STANDARD"}
+    for addon in synthesized.resources("cluster", "aws_eks_addon").values():
+        assert addon["resolve_conflicts_on_create"] == "OVERWRITE"
+        assert addon["resolve_conflicts_on_update"] == "OVERWRITE"
+    groups = {
+        g["name"]: (name, g)
+        for name, g in synthesized.resources("cluster", "aws_cloudwatch_log_group").items()
+    }
+    name, group = groups[f"/aws/eks/{cluster['name']}/cluster"]
+    assert group["retention_in_days"] == 30
+    assert f"aws_cloudwatch_log_group.{name}" in cluster["depends_on"]
+
+
+def test_api_gateway_errors_are_the_documented_json(synthesized: Synth) -> None:
+    responses = {
+        r["response_type"]: r
+        for r in synthesized.resources("routing", "aws_api_gateway_gateway_response").values()
+    }
+    expected = {
+        "THROTTLED": ("429", "too_many_requests"),
+        "INVALID_API_KEY": ("403", "invalid_api_key"),
+        "MISSING_AUTHENTICATION_TOKEN": ("404", "not_found"),
+        "REQUEST_TOO_LARGE": ("413", "body_too_large"),
+        "DEFAULT_4XX": (None, "bad_request"),
+        "DEFAULT_5XX": (None, "gateway_error"),
+    }
+    for response_type, (status, code) in expected.items():
+        response = responses[response_type]
+        assert response.get("status_code") == status, response_type
+        template = response["response_templates"]["application/json"]
+        # API Gateway substitutes its own message as a quoted JSON string.
+        body = json.loads(template.replace("$context.error.messageString", '"Forbidden"'))
+        assert set(body) == {"error"}
+        assert body["error"]["code"] == code
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        assert response["response_parameters"]["gatewayresponse.header.Content-Type"] == (
+            "'application/json'"
+        )
+    throttled = responses["THROTTLED"]["response_parameters"]
+    assert throttled["gatewayresponse.header.Retry-After"] == "'1'"
+    deployment = only(synthesized.resources("routing", "aws_api_gateway_deployment"))
+    assert "errors" in deployment["triggers"]
+    assert all(
+        any(
+            ref.startswith(f"aws_api_gateway_gateway_response.{name}")
+            for ref in deployment["depends_on"]
+        )
+        for name in synthesized.resources("routing", "aws_api_gateway_gateway_response")
+    )
+
+
+def test_api_gateway_log_groups_have_retention_and_the_account_role_is_opted_in(
+    synthesized: Synth,
+) -> None:
+    assert synthesized.cfg.api.account_logging == "sdq"  # config.yaml opts in explicitly
+    groups = [g for g in synthesized.resources("routing", "aws_cloudwatch_log_group").values()]
+    names_ = sorted(g["name"] for g in groups)
+    assert any(n.startswith("API-Gateway-Execution-Logs_") and n.endswith("/live") for n in names_)
+    assert any(n.startswith("/aws/apigateway/") for n in names_)
+    assert all(g["retention_in_days"] == 30 for g in groups)
+    assert len(synthesized.resources("routing", "aws_api_gateway_account")) == 1

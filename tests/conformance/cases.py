@@ -379,7 +379,7 @@ CASES: tuple[Case, ...] = (
         "sd-deadline",
         "sddeadline",
         t2i("sddeadline", width=128, height=128, steps=150),
-        Expect("failed", "deadline_exceeded", False),
+        Expect("failed", "deadline_exceeded", True),
         emulator_knobs={"hang_next": 1},
     ),
     Case(

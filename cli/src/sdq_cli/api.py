@@ -34,6 +34,10 @@ class ApiClient:
         self._key = api_key
         self._timeout = timeout_s
 
+    @property
+    def url(self) -> str:
+        return self._url
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Answer:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(self._url + path, data=data, method=method)  # noqa: S310

@@ -202,6 +202,26 @@ def cmd_configure(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from sdq_cli.smoke import run_smoke  # noqa: PLC0415 - only smoke needs it
+    from sdq_contracts import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc), Exit.USAGE) from None
+    target = _target(args)
+    api = ApiClient(target.api_url, target.api_key)
+    return run_smoke(
+        cfg,
+        api,
+        target.client("s3"),
+        timeout_s=args.timeout,
+        poll_s=args.poll,
+        workflow=Path(args.workflow),
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdq_cli.demo import run_demo  # noqa: PLC0415 - only the demo needs it
 
@@ -297,6 +317,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--write", default=str(USER_PROFILE), help="profile file to write")
     p.set_defaults(func=cmd_configure)
 
+    p = sub.add_parser(
+        "smoke",
+        parents=[common],
+        help="after make apply: one task per runtime through the API, outputs checked, cleaned up",
+    )
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds to wait for every task (scaling from zero starts GPU nodes)",
+    )
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between status polls")
+    p.add_argument(
+        "--workflow",
+        default="tests/examples/comfyui-txt2img-api.json",
+        help="ComfyUI workflow of the comfyui runtimes' task",
+    )
+    p.set_defaults(func=cmd_smoke)
     p = sub.add_parser(
         "demo",
         parents=[common],

@@ -110,3 +110,76 @@ def test_file_errors_are_config_errors(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["SD", "sd_webui", "-sd", "sd-", "sd.webui", "a" * 64, "sd webui", "Comfy"]
+)
+def test_runtime_names_must_be_dns_labels(name):
+    """Runtime names become Kubernetes names and label values, SQS queue and IAM names."""
+    data = copy.deepcopy(BASE)
+    data["runtimes"][0]["name"] = name
+    assert "runtimes[0].name" in errors_of(data)
+
+
+def test_runtime_name_length_is_bounded_by_its_longest_derived_name():
+    from sdq_contracts import naming
+
+    data = copy.deepcopy(BASE)
+    data["stack_name"] = "s" * 24  # the longest stack name
+    # "<stack>-<runtime>-gpu" (the NodePool, a label value) is the longest: 63 characters.
+    fits = 63 - len("s" * 24) - len("--gpu")
+    data["runtimes"][0]["name"] = "r" * fits
+    cfg = parse_config(data)
+    assert len(naming.gpu_nodepool_name(cfg, cfg.runtimes[0])) == 63
+    data["runtimes"][0]["name"] = "r" * (fits + 1)
+    (message,) = errors_of(data).values()
+    assert "NodePool" in message
+    assert f"'{'r' * (fits + 1)}' is too long" in message
+
+
+def test_every_derived_name_of_a_valid_runtime_fits():
+    from sdq_contracts import naming
+
+    cfg = parse_config(BASE)
+    for runtime in cfg.runtimes:
+        for what, (name, limit) in naming.runtime_derived_names(cfg, runtime).items():
+            assert len(name) <= limit, what
+
+
+def test_nat_none_needs_an_existing_vpc():
+    data = copy.deepcopy(BASE)
+    data["network"] = {"nat": "none"}
+    message = errors_of(data)["network"]
+    assert "nat: none is only allowed with existing_vpc" in message
+    data["network"]["existing_vpc"] = {
+        "vpc_id": "vpc-0123456789abcdef0",
+        "private_subnet_ids": ["subnet-a", "subnet-b"],
+    }
+    assert parse_config(data).network.nat == "none"
+
+
+def test_max_body_bytes_stays_below_lambdas_synchronous_payload_limit():
+    from sdq_contracts.config import LAMBDA_SYNC_PAYLOAD_BYTES, MAX_BODY_BYTES_LIMIT
+
+    assert parse_config(BASE).api.max_body_bytes == MAX_BODY_BYTES_LIMIT < LAMBDA_SYNC_PAYLOAD_BYTES
+    data = copy.deepcopy(BASE)
+    data["api"] = {"max_body_bytes": 10 * 1024 * 1024}
+    assert "api.max_body_bytes" in errors_of(data)
+
+
+def test_public_endpoint_cidrs():
+    cfg = parse_config(BASE)
+    assert cfg.cluster.public_access_cidrs == ("0.0.0.0/0",)
+    assert not cfg.cluster.private_endpoint_only
+    data = copy.deepcopy(BASE)
+    data["cluster"] = {"public_access_cidrs": []}
+    assert parse_config(data).cluster.private_endpoint_only
+    data["cluster"] = {"public_access_cidrs": ["203.0.113.0/24", "office"]}
+    assert errors_of(data) == {
+        "cluster.public_access_cidrs": "Value error, 'office' is not a CIDR block"
+    }
+
+
+def test_api_gateway_account_logging_is_opt_in():
+    assert parse_config(BASE).api.account_logging == "off"

@@ -6,7 +6,8 @@
             --agent-version, build/outputs/k8s.json for the k8s overlays
   destroy   destroy the stacks in reverse order (all but `state` unless --stacks names it)
   doctor    report missing prerequisites with fixes
-  release   SERVICE VERSION: a Lambda zip, or the queue agent image pushed to ECR
+  release   SERVICE VERSION: a Lambda zip, or an image (queue agent, sdwebui, comfyui) pushed
+            to ECR
 
 SDQ_CONFIG (or --config) names the deployment config; SDQ_TF_ENDPOINT switches to emulator mode.
 """
@@ -40,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     destroy = commands.choices["destroy"]
     destroy.add_argument("--yes", action="store_true", help="confirm destruction")
+    destroy.add_argument(
+        "--skip-drain",
+        action="store_true",
+        help="do not drain Karpenter's nodes first (the cluster is already gone or unreachable)",
+    )
     commands.add_parser("doctor")
     release = commands.add_parser("release")
     release.add_argument("service")
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "release":
             from sdq_infra.release import release  # noqa: PLC0415
 
-            say(release(args.service, args.version, options))
+            say(release(args.service, args.version, options, cfg.region))
             return 0
         # cdktf takes ~30 s to load (jsii starts Node.js): only the commands that need it do.
         from sdq_infra import deploy  # noqa: PLC0415
@@ -86,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.yes:
                 complain("destroy needs --yes (make destroy CONFIRM=yes)")
                 return 2
-            return deploy.destroy(cfg, options, args.stacks)
+            return deploy.destroy(
+                cfg, options, args.stacks, config_path=config_path, drain=not args.skip_drain
+            )
         raise InfraError(f"unknown command {args.command}")
     except (InfraError, ConfigError) as exc:
         complain(f"error: {exc}")

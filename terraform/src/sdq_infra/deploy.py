@@ -17,6 +17,9 @@ from sdq_infra.handoff import (
     write_k8s_outputs,
 )
 from sdq_infra.options import InfraError, InfraOptions
+from sdq_infra.selection import apply_order
+from sdq_infra.selection import select as select_stacks
+from sdq_infra.teardown import Boto3Inventory, Inventory, blockers, drain_cluster, refusal
 from sdq_infra.terraform import PlanSummary, Terraform, terraform_env
 
 # Without an explicit selection, destroy leaves the state bucket (it holds every other state).
@@ -24,10 +27,7 @@ KEEP_ON_DESTROY = frozenset({"state"})
 
 
 def select(synthesized: Synthesized, only: Sequence[str]) -> list[str]:
-    unknown = sorted(set(only) - set(synthesized.stacks))
-    if unknown:
-        raise InfraError(f"unknown stacks {unknown}; stacks are {list(synthesized.stacks)}")
-    return [stack for stack in synthesized.stacks if not only or stack in only]
+    return select_stacks(synthesized.stacks, only)
 
 
 def write_outputs(outputs: Mapping[str, Any], outputs_dir: Path, stack: str) -> Path:
@@ -79,7 +79,8 @@ def plan(
     env = terraform_env(options.build_dir)
     summaries: list[PlanSummary] = []
     problems: dict[str, str] = {}
-    for stack in select(synthesized, only):
+    chosen = apply_order(synthesized.stacks, only) if apply else select(synthesized, only)
+    for stack in chosen:
         say(f"\n==> {stack}")
         tf = Terraform(synthesized.stack_dir(stack), env)
         try:
@@ -101,12 +102,34 @@ def plan(
     return 1 if problems else 0
 
 
-def destroy(cfg: DeploymentConfig, options: InfraOptions, only: Sequence[str] = ()) -> int:
+def destroy(
+    cfg: DeploymentConfig,
+    options: InfraOptions,
+    only: Sequence[str] = (),
+    *,
+    config_path: Path | None = None,
+    inventory: Inventory | None = None,
+    drain: bool = True,
+) -> int:
+    """Destroy in reverse order: first refuse if a bucket or registry holds data (saying what
+    and how to remove it), then drain Karpenter's nodes while the cluster still exists, then
+    each stack. Without --stacks the `state` stack is kept. ``drain=False`` (SKIP_DRAIN=yes) is
+    for a cluster that is already gone or unreachable: then check EC2 for Karpenter's instances."""
     synthesized = synth(cfg, options)
     env = terraform_env(options.build_dir)
     stacks = select(synthesized, only)
     if not only:
         stacks = [stack for stack in stacks if stack not in KEEP_ON_DESTROY]
+    if inventory is None:
+        inventory = Boto3Inventory(cfg.region, options.emulator_endpoint)
+    found = blockers(cfg, stacks, inventory, options.state_bucket)
+    if found:
+        raise InfraError(refusal(found))
+    # Before anything goes: Karpenter (and its IAM role, in the cluster stack) must terminate
+    # the GPU instances it launched, or they outlive the cluster and network.
+    config = config_path or options.repo_root / "config.yaml"
+    if drain and "cluster" in stacks and not drain_cluster(config, options.outputs_dir, say):
+        return 1
     summaries: list[PlanSummary] = []
     for stack in reversed(stacks):
         say(f"\n==> destroying {stack}")

@@ -10,8 +10,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from sdq_contracts.config import ConfigError, load_config
+from sdq_contracts.config import CapacityType, ConfigError, DeploymentConfig, load_config
 from sdq_infra.console import say
 from sdq_infra.options import ENV_CONFIG, InfraOptions
 from sdq_infra.terraform import (
@@ -116,7 +117,84 @@ def check_docker() -> Check:
     return Check("docker engine", True, f"server {result.stdout.strip()}", fix, required=False)
 
 
-def run_checks(config_path: Path, options: InfraOptions | None, repo_root: Path) -> list[Check]:
+# EC2 vCPU quotas of the GPU families sdq launches (Service Quotas, service code "ec2").
+QUOTA_ON_DEMAND_G_VT = "L-DB2E81BA"  # Running On-Demand G and VT instances
+QUOTA_SPOT_G_VT = "L-3819A6DF"  # All G and VT Spot Instance Requests
+GPU_QUOTA_FAMILIES = ("g", "vt")
+
+
+class QuotaSource(Protocol):
+    """The account's EC2 vCPU quotas and instance sizes (boto3 in use, a fake in tests)."""
+
+    def vcpu_quota(self, quota_code: str) -> float: ...
+
+    def instance_vcpus(self, instance_type: str) -> int: ...
+
+
+def _family(instance_type: str) -> str:
+    return re.sub(r"\d.*$", "", instance_type.split(".", 1)[0])
+
+
+def check_gpu_quotas(cfg: DeploymentConfig, quotas: QuotaSource) -> list[Check]:
+    """One check per capacity type the runtimes use: the G/VT vCPU quota must fit at least one
+    node of the largest configured type (else no GPU pod ever starts) and should fit every
+    runtime at max_replicas (else scaling stops early)."""
+    needs: dict[CapacityType, tuple[int, int]] = {}
+    for runtime in cfg.runtimes:
+        types = [t for t in runtime.instance_types if _family(t) in GPU_QUOTA_FAMILIES]
+        if not types:
+            continue
+        largest = max(quotas.instance_vcpus(t) for t in types)
+        for capacity in runtime.capacity_types:
+            one, full = needs.get(capacity, (0, 0))
+            needs[capacity] = (max(one, largest), full + largest * runtime.scaling.max_replicas)
+    codes = {CapacityType.ON_DEMAND: QUOTA_ON_DEMAND_G_VT, CapacityType.SPOT: QUOTA_SPOT_G_VT}
+    checks = []
+    for capacity, (one, full) in sorted(needs.items()):
+        code = codes[capacity]
+        name = f"G/VT {capacity.value} vCPU quota ({code})"
+        fix = (
+            f"request an increase of {code} to at least {full} in Service Quotas "
+            f"({cfg.region}): aws service-quotas request-service-quota-increase "
+            f"--service-code ec2 --quota-code {code} --desired-value {full}"
+        )
+        try:
+            quota = quotas.vcpu_quota(code)
+        except Exception as exc:
+            checks.append(Check(name, False, f"cannot read it: {exc}", fix, required=False))
+            continue
+        detail = f"{quota:g} vCPUs; one node needs {one}, every runtime at max_replicas {full}"
+        if quota < one:
+            checks.append(Check(name, False, detail + ": no GPU node can start", fix))
+        else:
+            checks.append(Check(name, quota >= full, detail, fix, required=False))
+    return checks
+
+
+class Boto3Quotas:
+    def __init__(self, region: str) -> None:
+        import boto3  # noqa: PLC0415 - only doctor needs it
+        from botocore.config import Config  # noqa: PLC0415
+
+        config = Config(connect_timeout=5, read_timeout=5, retries={"max_attempts": 2})
+        self._quotas = boto3.client("service-quotas", region_name=region, config=config)
+        self._ec2 = boto3.client("ec2", region_name=region, config=config)
+
+    def vcpu_quota(self, quota_code: str) -> float:
+        answer = self._quotas.get_service_quota(ServiceCode="ec2", QuotaCode=quota_code)
+        return float(answer["Quota"]["Value"])
+
+    def instance_vcpus(self, instance_type: str) -> int:
+        answer = self._ec2.describe_instance_types(InstanceTypes=[instance_type])
+        return int(answer["InstanceTypes"][0]["VCpuInfo"]["DefaultVCpus"])
+
+
+def run_checks(
+    config_path: Path,
+    options: InfraOptions | None,
+    repo_root: Path,
+    quotas: Callable[[DeploymentConfig], QuotaSource] | None = None,
+) -> list[Check]:
     probes: list[Callable[[], Check]] = [
         check_terraform,
         check_provider,
@@ -124,6 +202,10 @@ def run_checks(config_path: Path, options: InfraOptions | None, repo_root: Path)
         lambda: check_config(config_path),
         lambda: check_aws(options),
         lambda: check_tool("kubectl", "applying k8s/ overlays", "install kubectl"),
+        lambda: check_tool(
+            "helm", "installing Karpenter, KEDA and the NVIDIA device plugin", "install helm 3"
+        ),
+        lambda: check_tool("aws", "kubeconfig and ECR login", "install the AWS CLI v2"),
         check_docker,
         lambda: Check(
             "checkov venv",
@@ -133,7 +215,13 @@ def run_checks(config_path: Path, options: InfraOptions | None, repo_root: Path)
             required=False,
         ),
     ]
-    return [probe() for probe in probes]
+    checks = [probe() for probe in probes]
+    aws_ok = next(c.ok for c in checks if c.name.startswith("AWS"))
+    if options is not None and options.emulator_endpoint is None and aws_ok:
+        cfg = load_config(config_path)
+        source = quotas(cfg) if quotas is not None else Boto3Quotas(cfg.region)
+        checks.extend(check_gpu_quotas(cfg, source))
+    return checks
 
 
 def report(checks: list[Check]) -> int:

@@ -67,3 +67,8 @@ def karpenter_interruption_queue_name(cfg: DeploymentConfig) -> str:
 
 def runtime_stack_id(runtime: RuntimeConfig) -> str:
     return f"runtime-{runtime.name}"
+
+
+def runtime_image_repository_name(cfg: DeploymentConfig, runtime_type: str) -> str:
+    """ECR repository of the pinned runtime images sdq builds (images/<type>/Dockerfile)."""
+    return f"{cfg.stack_name}/{runtime_type}"

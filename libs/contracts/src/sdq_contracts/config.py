@@ -16,8 +16,16 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Runtime names become Kubernetes object names and label values, SQS queue names and IAM names
+# (sdq_contracts.naming.runtime_derived_names lists each with its limit): a DNS label.
+RUNTIME_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STACK_PATTERN = r"^[a-z][a-z0-9-]{1,23}$"
+# Lambda refuses synchronous invocations whose event exceeds 6 MB (6,291,456 bytes); the API
+# Gateway event wraps the body in JSON with headers and request context, and escapes its
+# quotes, so bodies are capped at 5 MiB. Larger inputs travel by reference (s3:// or https URL).
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_BODY_BYTES_LIMIT = 5 * 1024 * 1024
 # SQS caps the visibility timeout at 12 hours; a task must fit inside one heartbeat window.
 MAX_TASK_TIMEOUT_SECONDS = 43_200
 
@@ -47,8 +55,15 @@ class Throttle(_Frozen):
 
 class ApiConfig(_Frozen):
     throttle: Throttle = Throttle()
-    # Bodies above this are refused with 413.
-    max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+    # Bodies above this are refused with 413. At most MAX_BODY_BYTES_LIMIT (Lambda's 6 MB
+    # synchronous payload limit applies to the whole API Gateway event); larger inputs
+    # (images) are passed as s3:// or https:// references instead of inline base64.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=MAX_BODY_BYTES_LIMIT)] = MAX_BODY_BYTES_LIMIT
+    # API Gateway writes access and execution logs through ONE CloudWatch role per account and
+    # region (an account-wide setting). "sdq": sdq creates the role and sets it (replacing any
+    # role already set); "existing": the account already has one, sdq only turns stage logging
+    # on; "off": no API Gateway logs (nothing account-wide is touched).
+    account_logging: Literal["sdq", "existing", "off"] = "off"
     # Task messages above this are stored in the output bucket and referenced (claim check);
     # SNS refuses messages over 256 KiB, attributes included.
     claim_check_bytes: Annotated[int, Field(ge=1024, le=240_000)] = 200_000
@@ -81,7 +96,7 @@ class Scaling(_Frozen):
 
 
 class RuntimeConfig(_Frozen):
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=RUNTIME_NAME_PATTERN, max_length=63)]
     type: RuntimeType
     # Static model file loaded by the runtime at start-up (SD WebUI checkpoint title/filename);
     # mutually exclusive with dynamic_model, where each task names its model.
@@ -143,6 +158,18 @@ class NetworkConfig(_Frozen):
     availability_zones: Annotated[int, Field(ge=2, le=6)] = 3
     existing_vpc: ExistingVpc | None = None
 
+    @model_validator(mode="after")
+    def _egress(self) -> Self:
+        # Nodes of a new VPC reach ECR, STS, EKS, SQS... through the NAT gateway; without one
+        # they could not pull images or join the cluster. "none" is for an existing VPC whose
+        # own routes or VPC endpoints provide that egress.
+        if self.nat == "none" and self.existing_vpc is None:
+            raise ValueError(
+                "nat: none is only allowed with existing_vpc (a VPC whose routes or VPC "
+                "endpoints give nodes egress); a new VPC needs nat: single or per_az"
+            )
+        return self
+
     @field_validator("vpc_cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
@@ -159,9 +186,31 @@ class ClusterConfig(_Frozen):
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.33"
     system_instance_types: Annotated[tuple[str, ...], Field(min_length=1)] = ("m6i.large",)
     system_node_count: Annotated[int, Field(ge=1, le=10)] = 2
-    # IAM principals granted cluster-admin through EKS access entries.
+    # IAM principals granted cluster-admin through EKS access entries. The principal running
+    # `make apply` is already admin (EKS bootstraps the cluster creator): do not list it here.
     admin_principal_arns: tuple[str, ...] = ()
+    # CIDR blocks allowed to reach the public Kubernetes API endpoint (requests are still
+    # authenticated by IAM). The default is anywhere; narrow it to your office/VPN ranges.
+    # An empty list makes the endpoint private only: kubectl and `make apply`'s platform step
+    # must then run from inside the VPC (or over a VPN/peering into it).
+    public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "sdq"
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _public_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                net = ipaddress.ip_network(item)
+            except ValueError as exc:
+                raise ValueError(f"'{item}' is not a CIDR block") from exc
+            if net.version != 4:
+                raise ValueError(f"'{item}' is not an IPv4 CIDR block")
+        return value
+
+    @property
+    def private_endpoint_only(self) -> bool:
+        return not self.public_access_cidrs
 
 
 class ObservabilityConfig(_Frozen):
@@ -194,6 +243,19 @@ class DeploymentConfig(_Frozen):
                 raise ValueError(f"runtime name '{runtime.name}' is used more than once")
             seen.add(runtime.name)
         return value
+
+    @model_validator(mode="after")
+    def _derived_names_fit(self) -> Self:
+        from sdq_contracts.naming import runtime_derived_names  # noqa: PLC0415 - imports us
+
+        for runtime in self.runtimes:
+            for what, (name, limit) in runtime_derived_names(self, runtime).items():
+                if len(name) > limit:
+                    raise ValueError(
+                        f"runtime name '{runtime.name}' is too long: its {what} "
+                        f"'{name}' has {len(name)} characters, the limit is {limit}"
+                    )
+        return self
 
     def runtime(self, name: str) -> RuntimeConfig | None:
         return next((r for r in self.runtimes if r.name == name), None)

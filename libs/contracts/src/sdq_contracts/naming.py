@@ -95,6 +95,36 @@ KEDA_SERVICE_ACCOUNT = "keda-operator"
 COLLECTOR_SERVICE_ACCOUNT = "otel-collector"
 
 
+# Limits of the names derived from a runtime's name.
+SQS_NAME_LIMIT = 80
+K8S_LABEL_VALUE_LIMIT = 63
+K8S_NAME_LIMIT = 253
+# Kubernetes objects of a runtime are named "<runtime>-<object>" (kustomize namePrefix; the
+# longest today is "-keda-aws") and such names also appear as label values: keep this room.
+K8S_OBJECT_SUFFIX_RESERVE = 16
+
+
+def runtime_derived_names(
+    cfg: DeploymentConfig, runtime: RuntimeConfig
+) -> dict[str, tuple[str, int]]:
+    """Every name derived from a runtime's name, with the limit it must fit (config validation
+    refuses a runtime whose name makes any of them too long)."""
+    return {
+        "queue name": (queue_name(cfg, runtime), SQS_NAME_LIMIT),
+        "dead-letter queue name": (dlq_name(cfg, runtime), SQS_NAME_LIMIT),
+        "Kubernetes service account": (service_account_name(runtime), K8S_LABEL_VALUE_LIMIT),
+        # Karpenter labels its nodes karpenter.sh/nodepool=<NodePool name>: a label value.
+        "Karpenter NodePool (a label value)": (
+            gpu_nodepool_name(cfg, runtime),
+            K8S_LABEL_VALUE_LIMIT,
+        ),
+        "Kubernetes name prefix (<runtime>-<object>)": (
+            runtime.name,
+            K8S_LABEL_VALUE_LIMIT - K8S_OBJECT_SUFFIX_RESERVE,
+        ),
+    }
+
+
 def workload_namespace(cfg: DeploymentConfig) -> str:
     """Namespace of sdq's own pods: every runtime's workers and the OpenTelemetry collector."""
     return cfg.cluster.namespace

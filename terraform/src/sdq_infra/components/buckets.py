@@ -1,7 +1,9 @@
-"""A private S3 bucket: public access blocked, owner-enforced, encrypted, optionally versioned."""
+"""A private S3 bucket: public access blocked, owner-enforced, encrypted, TLS-only, optionally
+versioned."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
@@ -9,6 +11,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
 )
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
 from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
     S3BucketServerSideEncryptionConfigurationA,
@@ -28,6 +31,9 @@ class BucketSpec:
     versioned: bool
     # Keep objects on `terraform destroy`? False refuses to destroy a non-empty bucket.
     force_destroy: bool = False
+    # Deny every request without TLS (a bucket policy); the state stack keeps its own
+    # stack-level policy resource (its state address predates this construct's).
+    tls_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -36,11 +42,29 @@ class BucketOutputs:
     arn: str
 
 
+def tls_only_policy(bucket_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
+
+
 class PrivateBucket(Construct):
     def __init__(self, scope: Construct, construct_id: str, spec: BucketSpec) -> None:
         super().__init__(scope, construct_id)
         bucket = S3Bucket(self, "bucket", bucket=spec.name, force_destroy=spec.force_destroy)
-        S3BucketPublicAccessBlock(
+        public_access = S3BucketPublicAccessBlock(
             self,
             "public-access",
             bucket=bucket.id,
@@ -72,6 +96,16 @@ class PrivateBucket(Construct):
                 )
             ],
         )
+        # Every request must use TLS (aws:SecureTransport); the public access block above
+        # must exist first or S3 may refuse the policy while it checks for public access.
+        if spec.tls_only:
+            S3BucketPolicy(
+                self,
+                "tls-only",
+                bucket=bucket.id,
+                policy=tls_only_policy(bucket.arn),
+                depends_on=[public_access],
+            )
         if spec.versioned:
             S3BucketVersioningA(
                 self,

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdktf import Op, Precondition, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.ec2_tag import Ec2Tag
 from cdktf_cdktf_provider_aws.eks_access_entry import EksAccessEntry
 from cdktf_cdktf_provider_aws.eks_access_policy_association import (
@@ -17,6 +21,7 @@ from cdktf_cdktf_provider_aws.eks_cluster import (
     EksClusterAccessConfig,
     EksClusterEncryptionConfig,
     EksClusterEncryptionConfigProvider,
+    EksClusterUpgradePolicy,
     EksClusterVpcConfig,
 )
 from cdktf_cdktf_provider_aws.eks_node_group import (
@@ -44,6 +49,11 @@ NODE_MANAGED_POLICIES = (
 CONTROL_PLANE_LOGS = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 SYSTEM_NODE_LABEL = "sdq/node-role"
+# Days the control-plane log group (/aws/eks/<cluster>/cluster) keeps its events.
+CONTROL_PLANE_LOG_RETENTION_DAYS = 30
+# STANDARD support only: a cluster left on an old version is upgraded by EKS, not billed for
+# extended support.
+UPGRADE_SUPPORT_TYPE = "STANDARD"
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class ClusterSpec:
     admin_principal_arns: tuple[str, ...]
     cluster_role_name: str
     system_node_role_name: str
+    # CIDRs allowed on the public endpoint; empty: private endpoint only.
+    public_access_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    log_retention_days: int = CONTROL_PLANE_LOG_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,15 @@ def attach_managed(
     ]
 
 
+def creator_is_admin_message(principal: str) -> str:
+    return (
+        f"cluster.admin_principal_arns lists {principal}, the principal running terraform. "
+        "EKS already makes the cluster creator an admin "
+        "(bootstrap_cluster_creator_admin_permissions) and refuses a second access entry for "
+        "it: remove it from cluster.admin_principal_arns in the config."
+    )
+
+
 class Cluster(Construct):
     def __init__(self, scope: Construct, construct_id: str, spec: ClusterSpec, arns: Arns) -> None:
         super().__init__(scope, construct_id)
@@ -97,6 +119,14 @@ class Cluster(Construct):
         cluster_policies = attach_managed(
             self, "cluster-role", role, ("AmazonEKSClusterPolicy",), arns
         )
+        # EKS writes control-plane logs to this group; created first so it has a retention
+        # (EKS would otherwise create it with none and keep the logs forever).
+        control_plane_logs = CloudwatchLogGroup(
+            self,
+            "control-plane-logs",
+            name=f"/aws/eks/{spec.name}/cluster",
+            retention_in_days=spec.log_retention_days,
+        )
         cluster = EksCluster(
             self,
             "cluster",
@@ -106,8 +136,10 @@ class Cluster(Construct):
             vpc_config=EksClusterVpcConfig(
                 subnet_ids=spec.subnet_ids,
                 endpoint_private_access=True,
-                endpoint_public_access=True,
+                endpoint_public_access=bool(spec.public_access_cidrs),
+                public_access_cidrs=list(spec.public_access_cidrs) or None,
             ),
+            upgrade_policy=EksClusterUpgradePolicy(support_type=UPGRADE_SUPPORT_TYPE),
             access_config=EksClusterAccessConfig(
                 authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True
             ),
@@ -116,7 +148,7 @@ class Cluster(Construct):
                 provider=EksClusterEncryptionConfigProvider(key_arn=secrets_key.arn),
             ),
             enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
-            depends_on=cluster_policies,
+            depends_on=[*cluster_policies, control_plane_logs],
         )
         security_group_id = cluster.vpc_config.cluster_security_group_id
         # Karpenter's EC2NodeClass selects the security group of GPU nodes by this tag.
@@ -133,6 +165,7 @@ class Cluster(Construct):
                 f"addon-{name}",
                 cluster_name=cluster.name,
                 addon_name=name,
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
             )
             for name in ADDONS_BEFORE_NODES
@@ -171,9 +204,17 @@ class Cluster(Construct):
                 f"addon-{name}",
                 cluster_name=cluster.name,
                 addon_name=name,
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 depends_on=[nodes],
             )
+        # The principal running terraform is cluster admin already
+        # (bootstrap_cluster_creator_admin_permissions); an access entry for it again fails the
+        # apply with a ResourceInUseException, so each entry refuses it with a clear message.
+        # issuer_arn is the IAM role behind an assumed-role session (or the user itself).
+        creator = DataAwsIamSessionContext(
+            self, "creator", arn=DataAwsCallerIdentity(self, "caller").arn
+        )
         for index, principal in enumerate(spec.admin_principal_arns):
             entry = EksAccessEntry(
                 self,
@@ -181,6 +222,14 @@ class Cluster(Construct):
                 cluster_name=cluster.name,
                 principal_arn=principal,
                 type="STANDARD",
+                lifecycle=TerraformResourceLifecycle(
+                    precondition=[
+                        Precondition(
+                            condition=Op.neq(creator.issuer_arn, principal),
+                            error_message=creator_is_admin_message(principal),
+                        )
+                    ]
+                ),
             )
             EksAccessPolicyAssociation(
                 self,

@@ -21,6 +21,7 @@ from constructs import Construct
 from sdq_infra import iam
 from sdq_infra.components.eks import NODE_MANAGED_POLICIES, attach_managed
 from sdq_infra.iam import Arns
+from sdq_infra.karpenter_policy import KarpenterSpec, controller_policy
 
 # Karpenter reads interruption events within minutes; older ones are useless.
 INTERRUPTION_RETENTION_SECONDS = 300
@@ -41,19 +42,6 @@ INTERRUPTION_EVENTS: dict[str, dict[str, list[str]]] = {
 }
 # SSM is how model_sync reaches GPU nodes.
 GPU_NODE_POLICIES = (*NODE_MANAGED_POLICIES, "AmazonSSMManagedInstanceCore")
-
-
-@dataclass(frozen=True)
-class KarpenterSpec:
-    cluster_name: str
-    cluster_arn: str
-    node_role_name: str
-    controller_role_name: str
-    interruption_queue_name: str
-    namespace: str
-    service_account: str
-    # GPU nodes sync the model bucket into their instance-store cache.
-    model_bucket: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +109,15 @@ class Karpenter(Construct):
                             "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
                             "Action": "sqs:SendMessage",
                             "Resource": queue.arn,
-                        }
+                        },
+                        {
+                            "Sid": "DenyHTTP",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "sqs:*",
+                            "Resource": queue.arn,
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
                     ],
                 }
             ),
@@ -147,7 +143,7 @@ class Karpenter(Construct):
             "controller-policy",
             name="karpenter-controller",
             role=controller.id,
-            policy=controller_policy(spec, node_role.arn, profile.arn, queue.arn, arns),
+            policy=controller_policy(spec, node_role.arn, queue.arn, arns),
         )
         EksPodIdentityAssociation(
             self,
@@ -164,95 +160,3 @@ class Karpenter(Construct):
             controller_role_arn=controller.arn,
             interruption_queue_name=queue.name,
         )
-
-
-def controller_policy(
-    spec: KarpenterSpec, node_role_arn: str, profile_arn: str, queue_arn: str, arns: Arns
-) -> str:
-    """The controller's permissions, after Karpenter's reference policy, scoped to this cluster:
-    it may only launch, tag and terminate instances that carry the cluster's ownership tag."""
-    owned = f"kubernetes.io/cluster/{spec.cluster_name}"
-    region = {"StringEquals": {"aws:RequestedRegion": arns.region}}
-    launch_inputs = [
-        arns.ec2("image", account=False),
-        arns.ec2("snapshot", account=False),
-        arns.ec2("security-group"),
-        arns.ec2("subnet"),
-        arns.ec2("capacity-reservation"),
-    ]
-    launched = [
-        arns.ec2(kind)
-        for kind in (
-            "fleet",
-            "instance",
-            "volume",
-            "network-interface",
-            "launch-template",
-            "spot-instances-request",
-        )
-    ]
-    return iam.document(
-        iam.allow(
-            ["ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:RunInstances"],
-            launch_inputs,
-            sid="LaunchFromSharedInputs",
-        ),
-        iam.allow(
-            ["ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:RunInstances"],
-            launched,
-            sid="LaunchOwnedResources",
-            condition={"StringEquals": {f"aws:RequestTag/{owned}": "owned"}},
-        ),
-        iam.allow(
-            ["ec2:CreateTags"],
-            launched,
-            sid="TagOnLaunch",
-            condition={
-                "StringEquals": {
-                    f"aws:RequestTag/{owned}": "owned",
-                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
-                }
-            },
-        ),
-        iam.allow(
-            ["ec2:CreateTags", "ec2:DeleteLaunchTemplate", "ec2:TerminateInstances"],
-            [arns.ec2("instance"), arns.ec2("launch-template")],
-            sid="ManageOwnedResources",
-            condition={"StringEquals": {f"aws:ResourceTag/{owned}": "owned"}},
-        ),
-        # Describe calls have no resource-level permissions; the region condition bounds them.
-        iam.allow(
-            [
-                "ec2:DescribeAvailabilityZones",
-                "ec2:DescribeCapacityReservations",
-                "ec2:DescribeImages",
-                "ec2:DescribeInstanceTypeOfferings",
-                "ec2:DescribeInstanceTypes",
-                "ec2:DescribeInstances",
-                "ec2:DescribeLaunchTemplates",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSpotPriceHistory",
-                "ec2:DescribeSubnets",
-            ],
-            ["*"],
-            sid="Describe",
-            condition=region,
-        ),
-        iam.allow(["pricing:GetProducts"], ["*"], sid="Pricing"),
-        iam.allow(
-            ["ssm:GetParameter"], [arns.ssm_parameters("/aws/service/*")], sid="AmiParameters"
-        ),
-        iam.allow(
-            ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-            [queue_arn],
-            sid="InterruptionQueue",
-        ),
-        iam.allow(
-            ["iam:PassRole"],
-            [node_role_arn],
-            sid="PassNodeRole",
-            condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-        ),
-        iam.allow(["iam:GetInstanceProfile"], [profile_arn], sid="ReadInstanceProfile"),
-        iam.allow(["eks:DescribeCluster"], [spec.cluster_arn], sid="DescribeCluster"),
-    )

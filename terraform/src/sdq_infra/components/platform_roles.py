@@ -20,7 +20,9 @@ class PodRoleSpec:
     cluster_name: str
     namespace: str
     service_account: str
-    policy: str
+    # Inline policy of the role; None when other stacks attach what it needs (KEDA: each
+    # runtime stack grants its own queue, so adding a runtime needs no cluster apply).
+    policy: str | None
 
 
 class PodRole(Construct):
@@ -31,7 +33,8 @@ class PodRole(Construct):
         role = IamRole(
             self, "role", name=spec.role_name, assume_role_policy=iam.pod_identity_trust()
         )
-        IamRolePolicy(self, "policy", name=construct_id, role=role.id, policy=spec.policy)
+        if spec.policy is not None:
+            IamRolePolicy(self, "policy", name=construct_id, role=role.id, policy=spec.policy)
         EksPodIdentityAssociation(
             self,
             "identity",

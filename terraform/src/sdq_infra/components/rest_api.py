@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount
 from cdktf_cdktf_provider_aws.api_gateway_api_key import ApiGatewayApiKey
 from cdktf_cdktf_provider_aws.api_gateway_deployment import ApiGatewayDeployment
+from cdktf_cdktf_provider_aws.api_gateway_gateway_response import ApiGatewayGatewayResponse
 from cdktf_cdktf_provider_aws.api_gateway_integration import ApiGatewayIntegration
 from cdktf_cdktf_provider_aws.api_gateway_method import ApiGatewayMethod
 from cdktf_cdktf_provider_aws.api_gateway_method_settings import (
@@ -66,6 +69,41 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
+# Errors API Gateway answers itself (before the Lambda runs), rewritten to the API's documented
+# error body {"error": {"code", "message"}} with the local front door's codes and statuses.
+# type -> (status, code, message); a None message passes API Gateway's own message through.
+GATEWAY_ERRORS: dict[str, tuple[str, str, str | None]] = {
+    "THROTTLED": (
+        "429",
+        "too_many_requests",
+        "rate limit exceeded; retry after Retry-After seconds",
+    ),
+    "QUOTA_EXCEEDED": ("429", "too_many_requests", "usage plan quota exceeded"),
+    # API Gateway answers a missing and a wrong x-api-key alike (403 INVALID_API_KEY).
+    "INVALID_API_KEY": ("403", "invalid_api_key", "send a valid API key in the x-api-key header"),
+    # An unknown path (or method) on a key-protected REST API.
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "not_found", "no such resource or method"),
+    "REQUEST_TOO_LARGE": ("413", "body_too_large", "the request body is too large"),
+    "UNSUPPORTED_MEDIA_TYPE": ("415", "unsupported_media_type", "send application/json"),
+    "INTEGRATION_TIMEOUT": ("504", "timeout", "the API did not answer in time; retry"),
+    "DEFAULT_4XX": ("", "bad_request", None),
+    "DEFAULT_5XX": ("", "gateway_error", None),
+}
+
+
+def error_template(code: str, message: str | None) -> str:
+    """The application/json body of a gateway response (a VTL template)."""
+    if message is None:
+        # $context.error.messageString is API Gateway's message, already a quoted JSON string.
+        return f'{{"error":{{"code":"{code}","message":$context.error.messageString}}}}'
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
+
+
+def retry_after_seconds(throttle: Throttle) -> int:
+    """Seconds until the usage plan's token bucket refills by one request."""
+    return max(1, math.ceil(1 / throttle.rate_limit))
+
+
 @dataclass(frozen=True)
 class RestApiSpec:
     name: str
@@ -73,9 +111,11 @@ class RestApiSpec:
     throttle: Throttle
     function_name: str
     function_invoke_arn: str
-    # API Gateway writes access logs through one role per account and region; sdq sets it
-    # unless the account already manages it elsewhere.
-    logging_role_name: str | None
+    # API Gateway writes logs through ONE role per account and region (an account-wide
+    # setting): "sdq" creates it and sets it (logging_role_name), "existing" relies on the
+    # account's, "off" writes no API Gateway logs and touches nothing account-wide.
+    account_logging: Literal["sdq", "existing", "off"]
+    logging_role_name: str
     # Log groups API Gateway may write to (the account-wide role serves every API's stages).
     log_groups_arn: str
     log_retention_days: int = 30
@@ -131,24 +171,46 @@ class RestApi(Construct):
                     uri=spec.function_invoke_arn,
                 )
             )
+        responses = self._gateway_responses(api, spec)
         deployment = ApiGatewayDeployment(
             self,
             "deployment",
             rest_api_id=api.id,
-            # Redeploy whenever a route changes; create the new deployment before dropping the
-            # old one so the stage never points at nothing.
-            triggers={"routes": hashlib.sha256(json.dumps(ROUTES).encode()).hexdigest()},
+            # Redeploy whenever a route or gateway response changes; create the new deployment
+            # before dropping the old one so the stage never points at nothing.
+            triggers={
+                "routes": hashlib.sha256(json.dumps(ROUTES).encode()).hexdigest(),
+                "errors": hashlib.sha256(
+                    json.dumps([GATEWAY_ERRORS, retry_after_seconds(spec.throttle)]).encode()
+                ).hexdigest(),
+            },
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
-            depends_on=[*methods, *integrations],
+            depends_on=[*methods, *integrations, *responses],
         )
-        access_logs = CloudwatchLogGroup(
-            self,
-            "access-logs",
-            name=f"/aws/apigateway/{spec.name}",
-            retention_in_days=spec.log_retention_days,
-        )
-        stage_dependencies: list[ApiGatewayAccount] = []
-        if spec.logging_role_name is not None:
+        logging = spec.account_logging != "off"
+        stage_dependencies: list[ApiGatewayAccount | CloudwatchLogGroup] = []
+        access_log_settings = None
+        if logging:
+            access_logs = CloudwatchLogGroup(
+                self,
+                "access-logs",
+                name=f"/aws/apigateway/{spec.name}",
+                retention_in_days=spec.log_retention_days,
+            )
+            access_log_settings = ApiGatewayStageAccessLogSettings(
+                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
+            )
+            # API Gateway creates the execution log group on first use with no retention;
+            # created here first, it keeps the same retention as the access logs.
+            stage_dependencies.append(
+                CloudwatchLogGroup(
+                    self,
+                    "execution-logs",
+                    name=f"API-Gateway-Execution-Logs_{api.id}/{spec.stage}",
+                    retention_in_days=spec.log_retention_days,
+                )
+            )
+        if spec.account_logging == "sdq":
             stage_dependencies.append(self._account_logging(spec))
         stage = ApiGatewayStage(
             self,
@@ -158,11 +220,9 @@ class RestApi(Construct):
             deployment_id=deployment.id,
             stage_name=spec.stage,
             xray_tracing_enabled=True,
-            access_log_settings=ApiGatewayStageAccessLogSettings(
-                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
-            ),
+            access_log_settings=access_log_settings,
         )
-        # Execution logs for errors and per-method metrics on every route of the stage.
+        # Execution logs for errors (when logging is on) and per-method metrics on every route.
         ApiGatewayMethodSettings(
             self,
             "method-settings",
@@ -170,7 +230,9 @@ class RestApi(Construct):
             stage_name=stage.stage_name,
             method_path="*/*",
             settings=ApiGatewayMethodSettingsSettings(
-                logging_level="ERROR", metrics_enabled=True, data_trace_enabled=False
+                logging_level="ERROR" if logging else "OFF",
+                metrics_enabled=True,
+                data_trace_enabled=False,
             ),
         )
         plan = ApiGatewayUsagePlan(
@@ -202,8 +264,29 @@ class RestApi(Construct):
             api_key_value=key.value,
         )
 
+    def _gateway_responses(
+        self, api: ApiGatewayRestApi, spec: RestApiSpec
+    ) -> list[ApiGatewayGatewayResponse]:
+        responses = []
+        for response_type, (status, code, message) in GATEWAY_ERRORS.items():
+            parameters = {"gatewayresponse.header.Content-Type": "'application/json'"}
+            if status == "429":
+                seconds = retry_after_seconds(spec.throttle)
+                parameters["gatewayresponse.header.Retry-After"] = f"'{seconds}'"
+            responses.append(
+                ApiGatewayGatewayResponse(
+                    self,
+                    f"error-{response_type.lower().replace('_', '-')}",
+                    rest_api_id=api.id,
+                    response_type=response_type,
+                    status_code=status or None,
+                    response_parameters=parameters,
+                    response_templates={"application/json": error_template(code, message)},
+                )
+            )
+        return responses
+
     def _account_logging(self, spec: RestApiSpec) -> ApiGatewayAccount:
-        assert spec.logging_role_name is not None
         role = IamRole(
             self,
             "cloudwatch-role",

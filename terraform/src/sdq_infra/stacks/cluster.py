@@ -13,13 +13,13 @@ from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig
 from sdq_infra import names
 from sdq_infra.components.eks import Cluster, ClusterSpec
-from sdq_infra.components.karpenter import Karpenter, KarpenterSpec
+from sdq_infra.components.karpenter import Karpenter
 from sdq_infra.components.platform_roles import (
     PodRole,
     PodRoleSpec,
     collector_policy,
-    keda_policy,
 )
+from sdq_infra.karpenter_policy import KarpenterSpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
 
@@ -45,6 +45,7 @@ class ClusterStack(SdqStack):
                 system_instance_types=cfg.cluster.system_instance_types,
                 system_node_count=cfg.cluster.system_node_count,
                 admin_principal_arns=cfg.cluster.admin_principal_arns,
+                public_access_cidrs=cfg.cluster.public_access_cidrs,
                 cluster_role_name=names.role_name(cfg, "eks-cluster"),
                 system_node_role_name=names.role_name(cfg, "eks-system-node"),
             ),
@@ -55,6 +56,7 @@ class ClusterStack(SdqStack):
             "karpenter",
             KarpenterSpec(
                 cluster_name=cluster.name,
+                owner_cluster=name,
                 cluster_arn=cluster.arn,
                 node_role_name=names.role_name(cfg, "karpenter-node"),
                 controller_role_name=names.role_name(cfg, "karpenter-controller"),
@@ -73,9 +75,8 @@ class ClusterStack(SdqStack):
                 cluster_name=cluster.name,
                 namespace=naming.KEDA_NAMESPACE,
                 service_account=naming.KEDA_SERVICE_ACCOUNT,
-                policy=keda_policy(
-                    [self.arns.sqs(naming.queue_name(cfg, runtime)) for runtime in cfg.runtimes]
-                ),
+                # Each runtime stack grants KEDA its own queue (stacks/runtime.py).
+                policy=None,
             ),
         )
         collector = PodRole(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 from constructs import Construct
 
 from sdq_contracts import naming
-from sdq_contracts.config import DeploymentConfig
-from sdq_infra.components.buckets import BucketSpec, PrivateBucket
+from sdq_contracts.config import DeploymentConfig, RuntimeType
+from sdq_infra import names
+from sdq_infra.components.buckets import BucketSpec, PrivateBucket, tls_only_policy
 from sdq_infra.components.registry import ImageRepository, RepositorySpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
@@ -24,26 +23,11 @@ class StateStack(SdqStack):
 
     def __init__(self, scope: Construct, cfg: DeploymentConfig, options: InfraOptions) -> None:
         super().__init__(scope, "state", cfg, options)
-        bucket = PrivateBucket(self, "state", BucketSpec(name=options.state_bucket, versioned=True))
+        bucket = PrivateBucket(
+            self, "state", BucketSpec(name=options.state_bucket, versioned=True, tls_only=False)
+        )
         S3BucketPolicy(
-            self,
-            "tls-only",
-            bucket=bucket.bucket.id,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.outputs.arn, f"{bucket.outputs.arn}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
-                    ],
-                }
-            ),
+            self, "tls-only", bucket=bucket.bucket.id, policy=tls_only_policy(bucket.outputs.arn)
         )
         self.output("state_bucket", bucket.outputs.name, "bucket holding every stack's state")
 
@@ -59,3 +43,15 @@ class RegistryStack(SdqStack):
             repo.outputs.url,
             "ECR repository of the queue agent image",
         )
+        # Pinned runtime images sdq builds (`make release SERVICE=sdwebui|comfyui`).
+        for kind in RuntimeType:
+            runtime_repo = ImageRepository(
+                self,
+                f"runtime-{kind.value}",
+                RepositorySpec(name=names.runtime_image_repository_name(cfg, kind.value)),
+            )
+            self.output(
+                f"{kind.value}_repository_url",
+                runtime_repo.outputs.url,
+                f"ECR repository of the {kind.value} runtime image",
+            )

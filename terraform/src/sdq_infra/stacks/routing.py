@@ -82,6 +82,7 @@ class RoutingStack(SdqStack):
                 throttle=cfg.api.throttle,
                 function_name=validator.name,
                 function_invoke_arn=validator.invoke_arn,
+                account_logging=cfg.api.account_logging,
                 logging_role_name=names.role_name(cfg, "apigateway-logs"),
                 log_groups_arn=arns.log_group("*"),
             ),

@@ -1,17 +1,21 @@
 """A `runtime-<name>` stack per configured runtime: its queue, DLQ, subscription and role.
 
 Topic, table and bucket ARNs are built from their names (sdq_contracts.naming), so a runtime
-stack plans before routing exists and adding a runtime touches no other stack's state.
+stack plans before routing exists. It also grants KEDA's role (cluster stack) its queue, so the
+cluster stack never lists runtimes; the API's runtime list is routing's, and `apply` re-applies
+routing after any runtime stack it applies (sdq_infra.selection).
 """
 
 from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.eks_pod_identity_association import EksPodIdentityAssociation
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from sdq_contracts import naming
 from sdq_contracts.config import DeploymentConfig, RuntimeConfig
 from sdq_infra import names
+from sdq_infra.components.platform_roles import keda_policy
 from sdq_infra.components.runtime_queue import RuntimeQueue, RuntimeQueueSpec
 from sdq_infra.options import InfraOptions
 from sdq_infra.stacks.base import SdqStack
@@ -57,6 +61,15 @@ class RuntimeStack(SdqStack):
                 namespace=naming.workload_namespace(cfg),
                 service_account=naming.service_account_name(runtime),
                 role_arn=queue.role_arn,
+            )
+            # KEDA scales the runtime on its queue depth: the grant lives here, beside the
+            # queue, so `make apply STACKS=runtime-<name>` leaves a runtime KEDA can scale.
+            IamRolePolicy(
+                self,
+                "keda-queue-depth",
+                name=f"queue-depth-{runtime.name}",
+                role=names.role_name(cfg, "keda-operator"),
+                policy=keda_policy([queue.queue_arn]),
             )
         self.output("queue_url", queue.queue_url, "SDQ_QUEUE_URL")
         self.output("queue_arn", queue.queue_arn, "the runtime's queue (KEDA scales on it)")
