@@ -19,3 +19,8 @@ conformance: conformance-prepare ## the case table against real SD WebUI + Comfy
 	@start=$$(date +%s); \
 	status=0; $(PY) -m pytest -q -m conformance tests/conformance $(CONFORMANCE_ARGS) || status=$$?; \
 	echo "conformance: pytest wall time $$(( $$(date +%s) - start )) s"; exit $$status
+
+.PHONY: conformance-invokeai
+conformance-invokeai: setup ## the InvokeAI cases against the real InvokeAI 6.14.2 (built by scripts/runtimes/build.sh invokeai)
+	@bash scripts/runtimes/build.sh invokeai >/dev/null
+	@$(PY) -m pytest -q -m conformance services/queue_agent/tests/test_invokeai_conformance.py $(CONFORMANCE_ARGS)

@@ -8,6 +8,7 @@ tasks, then the agent (any command line, ``--agent-cmd``) until every task is an
     python devtools/bench/sdq_bench.py                 # default scenarios, a table
     python devtools/bench/sdq_bench.py --json          # one JSON object per scenario
     python devtools/bench/sdq_bench.py --gen-s 0.2 --tasks 50 --agent-cmd "python -m other_agent"
+    python devtools/bench/sdq_bench.py --runtime-type invokeai   # the agent's InvokeAI adapter
 
 Duty cycle = generation time / wall time while the backlog lasts, both read from the emulator's
 log (first generation start to last generation end): the GPU's view, where any per-task work
@@ -66,6 +67,8 @@ class Scenario:
     image_px: int
     aws_latency_ms: float
     tasks: int
+    # The emulated API the agent drives (sdwebui: one blocking POST; invokeai: its queue).
+    runtime_type: str = "sdwebui"
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def run_proxy(port: int, target: str, delay_ms: float) -> None:
 # ---------------------------------------------------------------------------- scenario
 
 
-def bench_config() -> DeploymentConfig:
+def bench_config(runtime_type: str = "sdwebui") -> DeploymentConfig:
     return parse_config(
         {
             "stack_name": "bench",
@@ -195,7 +198,7 @@ def bench_config() -> DeploymentConfig:
             "runtimes": [
                 {
                     "name": RUNTIME,
-                    "type": "sdwebui",
+                    "type": runtime_type,
                     "model": MODEL,
                     "task_timeout_seconds": 60,
                     "max_receive_count": 3,
@@ -268,12 +271,12 @@ def collect(
     return seen
 
 
-def generation_spans(emulator_log: Path) -> list[tuple[float, float]]:
-    """(start, end) epoch seconds of every SD WebUI generation, from the emulator's INFO log."""
+def generation_spans(emulator_log: Path, api: str = "sdwebui") -> list[tuple[float, float]]:
+    """(start, end) epoch seconds of every generation of ``api``, from the emulator's INFO log."""
     spans: list[tuple[float, float]] = []
     start: float | None = None
     for line in emulator_log.read_text(errors="replace").splitlines():
-        if " sdwebui " not in line:
+        if f" {api} " not in line:
             continue
         stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
         if " started (fault=" in line:
@@ -338,13 +341,13 @@ def run_scenario(scenario: Scenario, agent_cmd: list[str], workdir: Path) -> Res
         )
         wait_http(f"{emu_url}/emulator/knobs", 30, "runtime emulator")
 
-        prov = provision(bench_config(), endpoint_url=moto_url)
+        prov = provision(bench_config(scenario.runtime_type), endpoint_url=moto_url)
         observer = observer_queue(prov, moto_url)
         submit_backlog(prov, moto_url, scenario)
 
         agent_env = base_env | {
             "SDQ_RUNTIME_NAME": RUNTIME,
-            "SDQ_RUNTIME_TYPE": "sdwebui",
+            "SDQ_RUNTIME_TYPE": scenario.runtime_type,
             "SDQ_RUNTIME_URL": emu_url,
             "SDQ_STATIC_MODEL": MODEL,
             "SDQ_DYNAMIC_MODEL": "false",
@@ -369,7 +372,7 @@ def run_scenario(scenario: Scenario, agent_cmd: list[str], workdir: Path) -> Res
         rss_mb, cpu_s = proc_stats(agent.pid)
         cpu_s -= cpu_at_ready
 
-    spans = generation_spans(workdir / "emulator.log")
+    spans = generation_spans(workdir / "emulator.log", scenario.runtime_type)
     completed = len(spans)
     busy = sum(end - start for start, end in spans)
     window = spans[-1][1] - spans[0][0] if spans else float("nan")
@@ -466,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     cli.add_argument("--agent-cmd", default=f"{shlex.quote(sys.executable)} -m sdq_queue_agent")
     cli.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    cli.add_argument(
+        "--runtime-type", choices=("sdwebui", "invokeai"), default="sdwebui", help="emulated API"
+    )
     cli.add_argument("--keep-logs", action="store_true", help="keep process logs and print where")
     args = cli.parse_args(args_list)
     for key, value in AWS_ENV.items():  # moto accepts any credentials; never use real ones here
@@ -473,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for gen_s in args.gen_s or [0.5, 0.1]:
         tasks = args.tasks or max(20, min(200, round(20 / gen_s)))
-        scenario = Scenario(gen_s, args.image_px, args.aws_latency_ms, tasks)
+        scenario = Scenario(gen_s, args.image_px, args.aws_latency_ms, tasks, args.runtime_type)
         workdir = Path(tempfile.mkdtemp(prefix="sdq-bench-"))
         result = run_scenario(scenario, shlex.split(args.agent_cmd), workdir)
         results.append(result)

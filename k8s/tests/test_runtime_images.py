@@ -60,7 +60,7 @@ def test_base_image_is_pinned_and_nothing_is_latest(runtime_type: RuntimeType) -
     assert not re.search(r"[:@]latest\b", text)
 
 
-@pytest.mark.parametrize("runtime_type", list(RuntimeType))
+@pytest.mark.parametrize("runtime_type", list(VERSION_KEYS))
 def test_runtime_is_cloned_at_the_pinned_tag_and_commit(runtime_type: RuntimeType) -> None:
     key = VERSION_KEYS[runtime_type]
     pins, args = versions(), build_args(runtime_type)
@@ -82,12 +82,26 @@ def test_entry_point_runs_the_launch_arguments(runtime_type: RuntimeType) -> Non
     assert json.loads(cmd) == list(launch.args)
     entry = json.loads(entrypoint)
     # What the entry point itself adds must exist in the runtime too.
-    assert problems(runtime_type, [a for a in entry if a.startswith("--")]) == []
+    flags = [a for a in entry if a.startswith("--")]
+    assert not flags or problems(runtime_type, flags) == []
     assert str(launch.port) in instructions(runtime_type, "EXPOSE")
     assert instructions(runtime_type, "WORKDIR") == ["/opt/ml/code"]
     assert instructions(runtime_type, "WORKDIR")[0] + "/models" == SEED_MODELS_DIR
     (user,) = instructions(runtime_type, "USER")
     assert not user.startswith("0") and user != "root"
+
+
+def test_invokeai_is_installed_pinned_with_the_launch_environment() -> None:
+    """InvokeAI comes from the package registry (no clone): the pinned version, torch pinned, and
+    the INVOKEAI_* settings it reads only from its environment set as runtime_launch says."""
+    args = build_args(RuntimeType.INVOKEAI)
+    assert args["INVOKEAI_VERSION"] == versions()["INVOKEAI_VERSION"]
+    runs = " ".join(instructions(RuntimeType.INVOKEAI, "RUN"))
+    assert '"invokeai==${INVOKEAI_VERSION}"' in runs
+    assert re.search(r"torch==\d+\.\d+\.\d+", runs)
+    env = " ".join(instructions(RuntimeType.INVOKEAI, "ENV"))
+    for name, value in runtime_launch(RuntimeType.INVOKEAI).env:
+        assert f"{name}={value}" in env
 
 
 def _sdwebui_setting_names() -> set[str]:

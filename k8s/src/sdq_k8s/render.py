@@ -320,12 +320,15 @@ def runtime_container_patch(rt: RuntimeConfig) -> dict[str, Any]:
     launch = runtime_launch(
         rt.type, listen=ALL_INTERFACES, models_dir=MODELS_MOUNT, config_dir=RUNTIME_CONFIG_DIR
     )
-    return {
+    patch: dict[str, Any] = {
         "name": "runtime",
         "args": list(launch.args),
         "ports": [{"name": "http", "containerPort": launch.port}],
         "startupProbe": {"httpGet": {"path": launch.health_path, "port": "http"}},
     }
+    if launch.env:  # settings a runtime reads only from its environment (InvokeAI)
+        patch["env"] = [{"name": name, "value": value} for name, value in launch.env]
+    return patch
 
 
 def _runtime_image(rt: RuntimeConfig, outputs: IacOutputs) -> str:

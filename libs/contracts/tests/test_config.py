@@ -51,8 +51,16 @@ def test_missing_runtime_name():
 
 def test_bad_runtime_type():
     data = copy.deepcopy(BASE)
+    data["runtimes"][0]["type"] = "fooocus"
+    assert errors_of(data) == {
+        "runtimes[0].type": "Input should be 'sdwebui', 'comfyui' or 'invokeai'"
+    }
+
+
+def test_invokeai_is_a_runtime_type():
+    data = copy.deepcopy(BASE)
     data["runtimes"][0]["type"] = "invokeai"
-    assert errors_of(data) == {"runtimes[0].type": "Input should be 'sdwebui' or 'comfyui'"}
+    assert parse_config(data).runtimes[0].type.value == "invokeai"
 
 
 def test_duplicate_runtime_names():

@@ -56,6 +56,7 @@ class Stack:
     prov: Provisioned
     endpoint: str
     observer_url: str
+    config: DeploymentConfig = CONFIG
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=CONFIG.region, endpoint_url=self.endpoint)
@@ -141,7 +142,7 @@ class Stack:
     # ------------------------------------------------------------------ agent
 
     def env(self, runtime: str, runtime_url: str, **overrides: Any) -> dict[str, str]:
-        cfg = CONFIG.runtime(runtime)
+        cfg = self.config.runtime(runtime)
         assert cfg is not None
         env = {
             "SDQ_RUNTIME_NAME": runtime,
@@ -188,12 +189,12 @@ def _ddb(value: Any) -> dict[str, Any]:
     return TypeSerializer().serialize(value)  # type: ignore[no-any-return]
 
 
-def make_stack(endpoint: str) -> Stack:
-    prov = provision(CONFIG, endpoint_url=endpoint)
+def make_stack(endpoint: str, config: DeploymentConfig = CONFIG) -> Stack:
+    prov = provision(config, endpoint_url=endpoint)
     sqs = boto3.client("sqs", region_name=CONFIG.region, endpoint_url=endpoint)
     sns = boto3.client("sns", region_name=CONFIG.region, endpoint_url=endpoint)
     observer = observe_topic(sqs, sns, prov.output_topic_arn, "itest-observer")
-    return Stack(prov, endpoint, observer)
+    return Stack(prov, endpoint, observer, config)
 
 
 def task(task_id: str, runtime: str = "sdruntime", **fields: Any) -> TaskMessage:

@@ -384,7 +384,7 @@ def test_settings_from_environment() -> None:
 
 def test_settings_errors_name_each_variable() -> None:
     env = {k: v for k, v in ENV.items() if k != "SDQ_QUEUE_URL"} | {
-        "SDQ_RUNTIME_TYPE": "invokeai",
+        "SDQ_RUNTIME_TYPE": "fooocus",
         "SDQ_URL_ALLOWLIST": "not-a-cidr",
     }
     with pytest.raises(SettingsError) as info:

@@ -358,3 +358,36 @@ async def test_stop_past_drain_budget_interrupts_and_hands_back() -> None:
     assert h.runtime.interrupted == ["t1"]
     assert h.publisher.published == []
     assert ("m1", 0) in h.queue.visibility_calls
+
+
+async def test_runtime_clean_up_runs_once_the_outputs_are_in_s3() -> None:
+    """A runtime that keeps its outputs (InvokeAI) removes them after upload, never before; a
+    failing clean-up changes nothing about the task's outcome."""
+    from sdq_queue_agent.domain.model import OutputFile, RuntimeResult
+
+    h = make_harness()
+    seen: list[set[str]] = []
+
+    def result_with(cleanup_fails: bool) -> Any:
+        async def behaviour(request: RuntimeRequest) -> RuntimeResult:
+            async def after_upload() -> None:
+                seen.append({key for (_, key) in h.store.objects if request.task_id in key})
+                if cleanup_fails:
+                    raise RuntimeUnavailableError("runtime gone during clean-up")
+
+            files = (OutputFile(PNG, "image/png", "png"),)
+            return RuntimeResult(files=files, after_upload=after_upload)
+
+        return behaviour
+
+    h.runtime.behaviours["t1"] = result_with(False)
+    h.runtime.behaviours["t2"] = result_with(True)
+    h.queue.send(task_body("t1"))
+    h.queue.send(task_body("t2"))
+    await h.burst()
+    assert seen == [
+        {image_key("out", "t1", 1), response_key("out", "t1")},
+        {image_key("out", "t2", 1), response_key("out", "t2")},
+    ]
+    assert [n.status for n in h.publisher.published] == [TaskState.COMPLETED] * 2
+    assert sorted(h.queue.deleted) == ["m1", "m2"]

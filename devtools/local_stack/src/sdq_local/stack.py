@@ -152,9 +152,10 @@ class LocalStack:
                     continue
                 port = free_port()
                 runtime_urls[runtime.name] = f"http://{HOST}:{port}"
-                probe = (
-                    "/system_stats" if runtime.type is RuntimeType.COMFYUI else "/sdapi/v1/memory"
-                )
+                probe = {
+                    RuntimeType.COMFYUI: "/system_stats",
+                    RuntimeType.INVOKEAI: "/api/v1/app/version",
+                }.get(runtime.type, "/sdapi/v1/memory")
                 emulator = self._spawn(
                     f"runtime-emulator-{runtime.name}",
                     python_module(
@@ -188,6 +189,8 @@ class LocalStack:
                     "SDQ_RUNTIME_URL": runtime_urls[runtime.name],
                     "SDQ_STATIC_MODEL": runtime.model or "",
                     "SDQ_DYNAMIC_MODEL": "true" if runtime.dynamic_model else "false",
+                    # The runtime runs on this machine: it sees the node cache where it is.
+                    "SDQ_RUNTIME_MODELS_DIR": str(self.node_models_dir),
                     "SDQ_QUEUE_URL": resources.queue_urls[runtime.name],
                     "SDQ_RESULT_TOPIC_ARN": resources.output_topic_arn,
                     "SDQ_STATUS_TABLE": resources.status_table,

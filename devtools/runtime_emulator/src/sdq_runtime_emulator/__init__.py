@@ -1,4 +1,4 @@
-"""sdq runtime EMULATOR (dev/test only): fake SD WebUI and ComfyUI HTTP APIs.
+"""sdq runtime EMULATOR (dev/test only): fake SD WebUI, ComfyUI and InvokeAI HTTP APIs.
 
 It runs no model: every "generated" image is a placeholder PNG that says
 "sdq runtime emulator - placeholder image" (with an en dash). It reproduces the shapes, status codes and

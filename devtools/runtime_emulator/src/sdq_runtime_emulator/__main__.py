@@ -31,7 +31,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="python -m sdq_runtime_emulator",
-        description=f"{BANNER}: fake SD WebUI (/sdapi/v1) and ComfyUI APIs for dev and tests.",
+        description=f"{BANNER}: fake SD WebUI (/sdapi/v1), ComfyUI and InvokeAI (/api) APIs for dev and tests.",
     )
     cli.add_argument("--host", default="127.0.0.1")
     cli.add_argument("--port", type=int, default=7860)

@@ -1,4 +1,4 @@
-"""Composition of the sdq runtime EMULATOR app: SD WebUI + ComfyUI + control routes.
+"""Composition of the sdq runtime EMULATOR app: SD WebUI + ComfyUI + InvokeAI + control routes.
 
 The control routes (``/emulator/knobs``, ``/emulator/stats``) answer at all times; every
 other route first passes the slow-start and injected-failure checks of the middleware.
@@ -18,6 +18,8 @@ from aiohttp import web
 from sdq_runtime_emulator import render
 from sdq_runtime_emulator.comfy import ComfyUi, comfy_error_response
 from sdq_runtime_emulator.comfy_files import ComfyFiles
+from sdq_runtime_emulator.invokeai import ENQUEUE_PATH_SUFFIX, InvokeAi
+from sdq_runtime_emulator.invokeai import detail as invokeai_error_response
 from sdq_runtime_emulator.knobs import KnobError, Knobs
 from sdq_runtime_emulator.sdwebui import GENERATION_PATHS, SdWebUi, sd_error_response
 from sdq_runtime_emulator.state import EmulatorState, log
@@ -25,6 +27,7 @@ from sdq_runtime_emulator.state import EmulatorState, log
 STATE = web.AppKey("state", EmulatorState)
 CONTROL_PREFIX = "/emulator/"
 SD_PREFIXES = ("/sdapi/", "/internal/")
+INVOKEAI_PREFIX = "/api/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,12 +50,14 @@ def create_app(
     sdwebui = SdWebUi(state)
     comfy = ComfyUi(state, root)
     files = ComfyFiles(root)
+    invokeai = InvokeAi(state)
 
     app = web.Application(middlewares=[_guard], client_max_size=64 * 2**20)
     app[STATE] = state
     app.add_routes(sdwebui.routes())
     app.add_routes(comfy.routes())
     app.add_routes(files.routes())
+    app.add_routes(invokeai.routes())
     app.add_routes(
         [
             web.get("/emulator/knobs", _get_knobs),
@@ -63,11 +68,13 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         worker = asyncio.create_task(comfy.worker(), name="comfyui-prompt-worker")
+        invokeai_worker = asyncio.create_task(invokeai.worker(), name="invokeai-queue-worker")
         log.info("%s: started (data dir %s)", render.BANNER, root)
         yield
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        for task in (worker, invokeai_worker):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if owned_dir:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -94,13 +101,17 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.Response(status=503)
         return web.Response(status=503, text=f"{render.BANNER}: not ready (slow start)")
     generation = request.method == "POST" and (
-        request.path in GENERATION_PATHS or request.path == "/prompt"
+        request.path in GENERATION_PATHS
+        or request.path == "/prompt"
+        or (request.path.startswith(INVOKEAI_PREFIX) and request.path.endswith(ENQUEUE_PATH_SUFFIX))
     )
     status = state.take_http_failure(generation_route=generation)
     if status is None:
         return await handler(request)
     log.info("injecting HTTP %d on %s %s", status, request.method, request.path)
     message = f"sdq runtime emulator: injected failure (HTTP {status})"
+    if request.path.startswith(INVOKEAI_PREFIX):
+        return invokeai_error_response(status, message)
     if request.path.startswith(SD_PREFIXES):
         if status < 500:  # v1.10.1 renders an HTTPException's text in detail only
             return sd_error_response(status, "HTTPException", "", message)

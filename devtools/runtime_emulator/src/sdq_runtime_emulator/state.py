@@ -28,7 +28,7 @@ class _Banner(logging.LoggerAdapter[logging.Logger]):
 
 log = _Banner(logging.getLogger("sdq_runtime_emulator"))
 
-Api = Literal["sdwebui", "comfyui"]
+Api = Literal["sdwebui", "comfyui", "invokeai"]
 EXIT_CODE = 70
 POLL_S = 0.05
 
@@ -69,16 +69,18 @@ class ApiStats:
 class Stats:
     sdwebui: ApiStats = field(default_factory=ApiStats)
     comfyui: ApiStats = field(default_factory=ApiStats)
+    invokeai: ApiStats = field(default_factory=ApiStats)
     requests: Counter[str] = field(default_factory=Counter)
     injected_failures: int = 0
 
     def api(self, api: Api) -> ApiStats:
-        return self.sdwebui if api == "sdwebui" else self.comfyui
+        return {"sdwebui": self.sdwebui, "comfyui": self.comfyui, "invokeai": self.invokeai}[api]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sdwebui": self.sdwebui.to_json(),
             "comfyui": self.comfyui.to_json(),
+            "invokeai": self.invokeai.to_json(),
             "requests": dict(self.requests),
             "injected_failures": self.injected_failures,
         }

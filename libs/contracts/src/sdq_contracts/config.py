@@ -33,6 +33,7 @@ MAX_TASK_TIMEOUT_SECONDS = 43_200
 class RuntimeType(StrEnum):
     SDWEBUI = "sdwebui"
     COMFYUI = "comfyui"
+    INVOKEAI = "invokeai"
 
 
 class CapacityType(StrEnum):

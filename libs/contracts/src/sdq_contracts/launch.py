@@ -29,6 +29,8 @@ class RuntimeLaunch:
     port: int
     args: tuple[str, ...]
     health_path: str
+    # Settings the runtime reads only from its environment (InvokeAI: host, port, ...).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def runtime_launch(
@@ -39,6 +41,7 @@ def runtime_launch(
     config_dir: str = "/etc/sdq",
     data_dir: str = COMFYUI_DATA_DIR,
     port: int | None = None,
+    state_dir: str = "/var/lib/sdq-runtime",
 ) -> RuntimeLaunch:
     """Launch arguments appended to the runtime image's entry point.
 
@@ -48,7 +51,8 @@ def runtime_launch(
     the queue agent (``SDQ_COMFYUI_DATA_DIR``) so that it can remove a task's files once they are
     in S3: ComfyUI has no API that deletes files. Both folders must exist before ComfyUI starts.
     ``port`` defaults to the runtime's usual one (a pod has its own network namespace; tests pick
-    a free port).
+    a free port). ``state_dir`` is a writable folder for a runtime that keeps state
+    (InvokeAI's root: its database, image store and invokeai.yaml).
     """
     if runtime_type is RuntimeType.SDWEBUI:
         bind = ("--listen",) if listen == ALL_INTERFACES else (f"--server-name={listen}",)
@@ -86,5 +90,21 @@ def runtime_launch(
                 f"--output-directory={data_dir}/output",
             ),
             health_path="/system_stats",
+        )
+    if runtime_type is RuntimeType.INVOKEAI:
+        # invokeai-web takes only --root and --config; everything else is invokeai.yaml or
+        # INVOKEAI_* variables (pydantic-settings, which the yaml file does not override).
+        port = port or 9090
+        return RuntimeLaunch(
+            port=port,
+            args=(f"--root={state_dir}",),
+            health_path="/api/v1/app/version",
+            env=(
+                ("INVOKEAI_HOST", listen),
+                ("INVOKEAI_PORT", str(port)),
+                # Models are installed in place from the node cache on every start (the root is
+                # per pod): skip hashing multi-GB files, the cache is read-only and keyed by name.
+                ("INVOKEAI_HASHING_ALGORITHM", "random"),
+            ),
         )
     raise ValueError(f"no launch arguments for runtime type {runtime_type!r}")

@@ -17,6 +17,9 @@ class TaskType(StrEnum):
     EXTRA_SINGLE_IMAGE = "extra-single-image"
     EXTRA_BATCH_IMAGES = "extra-batch-images"
     PIPELINE = "pipeline"
+    # An InvokeAI batch (``{"graph", "runs", "data"?}``) for clients that build their own graph;
+    # named apart from ``pipeline`` (a ComfyUI workflow) so the two are never confused.
+    INVOKEAI_GRAPH = "invokeai-graph"
 
 
 TASK_TYPES_BY_RUNTIME: dict[RuntimeType, frozenset[TaskType]] = {
@@ -29,6 +32,10 @@ TASK_TYPES_BY_RUNTIME: dict[RuntimeType, frozenset[TaskType]] = {
         }
     ),
     RuntimeType.COMFYUI: frozenset({TaskType.PIPELINE}),
+    # SD WebUI-style text/image-to-image content is translated to an InvokeAI graph by the agent.
+    RuntimeType.INVOKEAI: frozenset(
+        {TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE, TaskType.INVOKEAI_GRAPH}
+    ),
 }
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()=+,@ -]{1,255}$")

@@ -26,6 +26,7 @@ from sdq_queue_agent.adapters.aws import DynamoStatusStore, S3Store, SnsPublishe
 from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.http_fetch import UrlFetcher, safe_session
 from sdq_queue_agent.adapters.http_server import HealthState, start_health_server
+from sdq_queue_agent.adapters.invokeai import InvokeAiRuntime
 from sdq_queue_agent.adapters.runtime_http import runtime_session
 from sdq_queue_agent.adapters.sdwebui import SdWebUiRuntime
 from sdq_queue_agent.adapters.webhook import HttpWebhookSender
@@ -47,6 +48,9 @@ RUNTIMES: dict[RuntimeType, Callable[[AgentSettings, aiohttp.ClientSession], Run
     ),
     RuntimeType.COMFYUI: lambda s, session: ComfyUiRuntime(
         session, s.runtime_url, data_dir=s.comfyui_data_dir
+    ),
+    RuntimeType.INVOKEAI: lambda s, session: InvokeAiRuntime(
+        session, s.runtime_url, static_model=s.static_model, models_dir=s.runtime_models_dir
     ),
 }
 

@@ -37,6 +37,9 @@ class AgentSettings(BaseSettings):
     runtime_url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
     static_model: str | None = None
     dynamic_model: bool = False
+    # The node's model cache as the runtime container sees it (InvokeAI installs models from
+    # there by path; the k8s components mount it at /models).
+    runtime_models_dir: Annotated[str, Field(min_length=1)] = "/models"
     # ComfyUI only: its base directory (holding input/ and output/) as mounted in the agent's
     # container; the agent removes each task's files there once its outputs are read.
     comfyui_data_dir: Path | None = None

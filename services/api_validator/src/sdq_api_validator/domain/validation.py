@@ -44,6 +44,10 @@ _IMAGE_MAGIC = (
     b"II*\x00",
     b"MM\x00*",
 )
+# Runtime types that take SD WebUI-style content (InvokeAI translates it to a graph) and the
+# task types of that content which load a checkpoint.
+_MODEL_BY_OVERRIDE = frozenset({RuntimeType.SDWEBUI, RuntimeType.INVOKEAI})
+_MODEL_TASKS = frozenset({TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE})
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -260,10 +264,60 @@ def _check_pipeline(content: dict[str, Any], root: str) -> None:
         raise bad_request(f"{root}: the workflow has no output node (e.g. SaveImage)", root)
 
 
+def _check_invokeai_graph(content: dict[str, Any], root: str) -> None:
+    """An InvokeAI batch ({"graph", "runs"?, "data"?}), optionally wrapped as {"batch": ...},
+    or a bare graph ({"nodes", "edges"}); InvokeAI validates node types and edge types."""
+    batch: Any = content
+    where = root
+    if isinstance(content.get("batch"), dict):
+        batch, where = content["batch"], f"{root}.batch"
+    graph, graph_at = (batch.get("graph"), f"{where}.graph") if "graph" in batch else (batch, where)
+    if (
+        not isinstance(graph, dict)
+        or not isinstance(graph.get("nodes"), dict)
+        or not graph["nodes"]
+    ):
+        raise bad_request(
+            f"{graph_at}.nodes: an invokeai-graph task needs an InvokeAI graph "
+            '({"nodes": {id: {"type", ...}}, "edges": [...]})',
+            f"{graph_at}.nodes",
+        )
+    nodes = graph["nodes"]
+    if len(nodes) > _MAX_NODES:
+        raise bad_request(f"{graph_at}.nodes: more than {_MAX_NODES} nodes", f"{graph_at}.nodes")
+    for node_id, node in nodes.items():
+        at = f"{graph_at}.nodes.{node_id}"
+        if not isinstance(node, dict) or not isinstance(node.get("type"), str) or not node["type"]:
+            raise bad_request(f"{at}.type: every node needs a type", f"{at}.type")
+        for name, value in node.items():
+            if isinstance(value, dict) and set(value) == {"image_name"}:
+                _check_image_ref(value["image_name"], f"{at}.{name}.image_name")
+    edges = graph.get("edges", [])
+    if not isinstance(edges, list):
+        raise bad_request(f"{graph_at}.edges: expected a list", f"{graph_at}.edges")
+    for i, edge in enumerate(edges):
+        for end in ("source", "destination"):
+            point = edge.get(end) if isinstance(edge, dict) else None
+            if not isinstance(point, dict) or point.get("node_id") not in nodes:
+                raise bad_request(
+                    f"{graph_at}.edges[{i}].{end}: must name a node of the graph "
+                    '({"node_id", "field"})',
+                    f"{graph_at}.edges[{i}].{end}",
+                )
+    runs = batch.get("runs", 1) if batch is not graph else 1
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= _MAX_IMAGES_PER_TASK:
+        raise bad_request(
+            f"{where}.runs: expected an integer from 1 to {_MAX_IMAGES_PER_TASK}", f"{where}.runs"
+        )
+
+
 def check_content(tasktype: TaskType, content: dict[str, Any], root: str) -> None:
     """Structural checks per task type; the runtime does the semantic ones."""
     if tasktype is TaskType.PIPELINE:
         _check_pipeline(content, root)
+        return
+    if tasktype is TaskType.INVOKEAI_GRAPH:
+        _check_invokeai_graph(content, root)
         return
     _check_generation_params(content, root)
     if tasktype is TaskType.IMAGE_TO_IMAGE:
@@ -361,7 +415,13 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
         )
     content = request.task.content
     check_content(meta.tasktype, content, "task.content")
-    requested = _requested_model(content) if runtime.type is RuntimeType.SDWEBUI else None
+    # SD WebUI-style content names its checkpoint the same way on SD WebUI and InvokeAI.
+    requested = (
+        _requested_model(content)
+        if runtime.type is RuntimeType.SDWEBUI
+        or (runtime.type in _MODEL_BY_OVERRIDE and meta.tasktype in _MODEL_TASKS)
+        else None
+    )
     model = requested[0] if requested else None
     if requested and runtime.model is not None and not _same_model(requested[0], runtime.model):
         raise bad_request(
@@ -369,6 +429,17 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
             f"the static model '{runtime.model}', not '{requested[0]}'",
             f"task.content.{requested[1]}",
             code="unknown_model",
+        )
+    if (
+        runtime.type is RuntimeType.INVOKEAI
+        and meta.tasktype in _MODEL_TASKS
+        and model is None
+        and runtime.model is None
+    ):
+        raise bad_request(
+            f"task.content.override_settings.sd_model_checkpoint: runtime '{runtime.name}' has "
+            "no static model; name the checkpoint to use",
+            "task.content.override_settings.sd_model_checkpoint",
         )
     return TaskMessage(
         id=meta.id or new_task_id(),
@@ -383,19 +454,25 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
     )
 
 
-def route_v1alpha1(runtimes: Sequence[RuntimeConfig], model: str) -> RuntimeConfig:
-    """The SD WebUI runtime whose static model matches, else a dynamic-model SD WebUI runtime."""
-    sdwebui = [r for r in runtimes if r.type is RuntimeType.SDWEBUI]
-    for runtime in sdwebui:
+def route_v1alpha1(
+    runtimes: Sequence[RuntimeConfig], model: str, tasktype: TaskType = TaskType.TEXT_TO_IMAGE
+) -> RuntimeConfig:
+    """The runtime whose static model matches, else a dynamic-model runtime: SD WebUI first,
+    then (for text-to-image and image-to-image, which it translates) InvokeAI."""
+    kinds = [RuntimeType.SDWEBUI]
+    if tasktype in _MODEL_TASKS:
+        kinds.append(RuntimeType.INVOKEAI)
+    able = [r for kind in kinds for r in runtimes if r.type is kind]
+    for runtime in able:
         if runtime.model is not None and _same_model(runtime.model, model):
             return runtime
-    for runtime in sdwebui:
+    for runtime in able:
         if runtime.dynamic_model:
             return runtime
-    served = ", ".join(r.model for r in sdwebui if r.model) or "none"
+    served = ", ".join(r.model for r in able if r.model) or "none"
     raise bad_request(
         f"alwayson_scripts.sd_model_checkpoint: no runtime serves model '{model}' "
-        f"(static models: {served}; no dynamic-model SD WebUI runtime)",
+        f"(static models: {served}; no dynamic-model runtime for '{tasktype.value}' tasks)",
         "alwayson_scripts.sd_model_checkpoint",
         code="unknown_model",
     )
@@ -404,13 +481,14 @@ def route_v1alpha1(runtimes: Sequence[RuntimeConfig], model: str) -> RuntimeConf
 def validate_v1alpha1(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -> TaskMessage:
     request = _validate(V1Alpha1Request, data)
     scripts = request.alwayson_scripts
-    if scripts.task is TaskType.PIPELINE:
+    if scripts.task in (TaskType.PIPELINE, TaskType.INVOKEAI_GRAPH):
         raise bad_request(
-            "alwayson_scripts.task: v1alpha1 runs SD WebUI tasks only; send pipelines to /v1alpha2",
+            "alwayson_scripts.task: v1alpha1 runs SD WebUI-style tasks only; send "
+            f"'{scripts.task.value}' tasks to /v1alpha2",
             "alwayson_scripts.task",
             code="unsupported_tasktype",
         )
-    runtime = route_v1alpha1(runtimes, scripts.sd_model_checkpoint)
+    runtime = route_v1alpha1(runtimes, scripts.sd_model_checkpoint, scripts.task)
     content = dict(data)
     # image_link stands in for the input image of image tasks; the agent fetches it.
     if scripts.image_link:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -76,6 +77,9 @@ class RuntimeResult:
     files: tuple[OutputFile, ...]
     # The runtime's full response for the ``.out`` object (images elided, see README).
     response: dict[str, Any] = field(default_factory=dict)
+    # Run once the files are in S3 (best effort, beside the next task): a runtime that keeps
+    # its outputs (InvokeAI's image store) removes them here.
+    after_upload: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 class ClaimOutcome(Enum):

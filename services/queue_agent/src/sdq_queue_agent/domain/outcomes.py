@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -82,6 +82,8 @@ class Outcomes:
             with held.stage("upload"):
                 urls = await self._upload(task, result)
             job.timings["upload"] = round(self._clock.monotonic() - started, 3)
+            if result.after_upload is not None:
+                self._spawn(self._after_upload(held, result.after_upload))
             self._metrics.stage("upload", job.timings["upload"])
             started = self._clock.monotonic()
             with held.stage("status.update"):
@@ -108,6 +110,13 @@ class Outcomes:
         await self._held.drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, task.callback_url, notification, held))
+
+    async def _after_upload(self, held: Held, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """The runtime's clean-up of outputs already in S3; a failure only leaves files behind."""
+        try:
+            await cleanup()
+        except TaskFailure as exc:
+            held.log.warning("runtime clean-up after upload failed", error=str(exc))
 
     async def record_stage(self, held: Held, task: TaskMessage, stage: str) -> None:
         """Best effort, beside the work itself (never in series with the GPU)."""
