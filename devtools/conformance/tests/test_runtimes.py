@@ -61,6 +61,7 @@ def test_a_runtime_starts_with_the_k8s_launch_arguments_plus_cpu_flags_only(kind
         listen="127.0.0.1",
         models_dir=str(tmp_path / "models"),
         config_dir=str(tmp_path / "etc"),
+        data_dir=str(tmp_path / "entry/src" / kind.tree),
         port=43210,
     )
     assert argv[:4] == [
