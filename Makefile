@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 export SDQ_CONFIG := $(abspath $(CONFIG))
 
-PY_SRC := libs/contracts/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src cli/src k8s/src terraform/src
+PY_SRC := libs/contracts/src libs/observability/src libs/testing/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src cli/src k8s/src terraform/src
 
 -include mk/*.mk
 

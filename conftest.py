@@ -1,4 +1,4 @@
-"""Repository-wide pytest fixtures (the shared AWS/emulator fixtures live in sdq_local.pytest_plugin)."""
+"""Repository-wide pytest fixtures (the shared AWS/emulator fixtures live in sdq_testing.pytest_plugin, libs/testing)."""
 
 from pathlib import Path
 

@@ -24,7 +24,7 @@ from sdq_infra.terraform import Terraform, mirror_has_provider, plugin_mirror, t
 
 if TYPE_CHECKING:
     from sdq_contracts.config import DeploymentConfig
-    from sdq_local.pytest_plugin import AwsTarget
+    from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 

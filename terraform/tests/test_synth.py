@@ -368,13 +368,13 @@ def test_agent_image_repository_is_immutable_and_scanned(synthesized: Synth) -> 
 
 
 def test_lambda_environments_match_what_the_handlers_read(synthesized: Synth) -> None:
-    from sdq_api_validator.settings import Settings
+    from sdq_api_validator.settings import load_settings
 
     validator = only(synthesized.resources("routing", "aws_lambda_function"))["environment"][
         "variables"
     ]
     # What Terraform sets is what the handler's settings parse back (SDQ_RUNTIMES round trip).
-    settings = Settings.from_env(validator)
+    settings = load_settings(validator)
     assert [(r.name, r.type, r.model, r.dynamic_model) for r in settings.runtimes] == [
         (r.name, r.type, r.model, r.dynamic_model) for r in synthesized.cfg.runtimes
     ]

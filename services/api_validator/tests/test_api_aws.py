@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.settings import Settings
+from sdq_api_validator.settings import load_settings
 from sdq_contracts.config import runtimes_env
 from sdq_contracts.keys import claim_check_key, parse_s3_uri
 from sdq_contracts.messages import StatusRecord, TaskMessage, TaskState
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def deployed(aws, cfg):
     p = provision(cfg)
-    settings = Settings.from_env(
+    settings = load_settings(
         {
             "SDQ_RUNTIMES": runtimes_env(cfg.runtimes),
             "SDQ_INPUT_TOPIC_ARN": p.input_topic_arn,

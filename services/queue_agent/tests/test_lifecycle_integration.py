@@ -17,9 +17,9 @@ import pytest
 from agent_stack import Stack, task
 from aiohttp import web
 
-from sdq_local.pytest_plugin import free_port
 from sdq_queue_agent.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from sdq_runtime_emulator import EmulatorProcess, running_emulator
+from sdq_runtime_emulator.harness import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from sdq_api_validator.domain.errors import ApiError
 from sdq_api_validator.domain.service import Outcome, TaskService
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
+from sdq_api_validator.errors import ApiError
 from sdq_contracts.messages import ApiVersion
 
 log = structlog.get_logger("sdq.api")
@@ -162,7 +162,7 @@ class Api:
             status, body = exc.status, exc.body()
             bound = bound.bind(error_code=exc.code, field=exc.field)
         except Exception as exc:
-            bound.exception("request failed")
+            bound.exception("request_failed")
             span.record_exception(exc)
             failure = ApiError(
                 500,
@@ -172,7 +172,7 @@ class Api:
             status, body = failure.status, failure.body()
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         level = "warning" if 400 <= status < 500 else ("error" if status >= 500 else "info")
-        getattr(bound, level)("request handled", status=status, elapsed_ms=elapsed_ms)
+        getattr(bound, level)("request_handled", status=status, elapsed_ms=elapsed_ms)
         return {
             "statusCode": status,
             "headers": JSON_HEADERS | headers,

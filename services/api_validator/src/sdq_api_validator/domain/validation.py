@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from sdq_api_validator.domain.errors import ApiError, bad_request
+from sdq_api_validator.errors import ApiError, bad_request
 from sdq_contracts.config import RuntimeConfig, RuntimeType
 from sdq_contracts.messages import ApiVersion, TaskMessage
 from sdq_contracts.requests import (

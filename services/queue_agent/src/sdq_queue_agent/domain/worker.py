@@ -49,6 +49,7 @@ from sdq_queue_agent.domain.model import (
 from sdq_queue_agent.domain.parsing import PoisonMessage, parse_task
 from sdq_queue_agent.domain.ports import (
     InputFetcher,
+    Metrics,
     ObjectStore,
     ResultPublisher,
     Runtime,
@@ -56,6 +57,7 @@ from sdq_queue_agent.domain.ports import (
     TaskQueue,
     WebhookSender,
 )
+from sdq_queue_agent.domain.readiness import wait_for_runtime
 from sdq_queue_agent.domain.ssrf import redact_url
 from sdq_queue_agent.errors import (
     DeadlineExceededError,
@@ -68,7 +70,6 @@ from sdq_queue_agent.errors import (
     TaskReleased,
     TransientTaskError,
 )
-from sdq_queue_agent.metrics import AgentMetrics
 
 _tracer = trace.get_tracer("sdq_queue_agent")
 _xray = AwsXRayPropagator()
@@ -186,7 +187,7 @@ class Worker:
         fetcher: InputFetcher,
         webhooks: WebhookSender,
         runtime: Runtime,
-        metrics: AgentMetrics,
+        metrics: Metrics,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._cfg = config
@@ -288,22 +289,11 @@ class Worker:
                 await asyncio.sleep(EMPTY_POLL_PAUSE)  # short polls: do not spin
 
     async def _await_runtime(self) -> None:
-        """Ping the runtime until it answers again (each attempt logged) or the agent stops."""
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            try:
-                await self._runtime.ping()
-            except TaskFailure as exc:
-                _log.warning(
-                    "runtime unavailable; not receiving", attempt=attempt, error=exc.message
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._cfg.runtime_poll_seconds)
-                continue
-            _log.info("runtime answers again; receiving", attempt=attempt)
+        """Receive nothing until the runtime answers again (or the agent stops)."""
+        if await wait_for_runtime(
+            self._runtime, self._stop, interval=self._cfg.runtime_poll_seconds
+        ):
             self._runtime_down = False
-            return
 
     def _hold(self, message: ReceivedMessage) -> _Held:
         # A missing or malformed header yields no parent: the task starts a trace of its own.
