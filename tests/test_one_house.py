@@ -159,7 +159,11 @@ def _agent() -> Callable[[], None]:
     }
     settings = load_settings(env)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    return lambda: configure_observability(settings, secret) and None
+
+    def configure() -> None:
+        configure_observability(settings, secret)
+
+    return configure
 
 
 def _model_sync() -> Callable[[], None]:

@@ -30,7 +30,7 @@ from sdq_infra.handoff import (
 if TYPE_CHECKING:
     from conftest import Synth
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # cdktf synth (node + jsii): seconds to minutes
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 from sdq_contracts.config import DeploymentConfig, load_config
 from sdq_infra.options import InfraOptions, find_repo_root
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # cdktf synth (node + jsii): seconds to minutes
 
 REPO = find_repo_root(Path(__file__).parent)
 

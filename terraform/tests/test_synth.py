@@ -15,7 +15,7 @@ from sdq_infra import names
 if TYPE_CHECKING:
     from conftest import Synth
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # cdktf synth (node + jsii): seconds to minutes
 
 DATA_SERVICES = ("s3", "sqs", "sns", "dynamodb", "kms", "lambda", "ssm", "ec2", "iam", "eks")
 

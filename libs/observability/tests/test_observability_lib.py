@@ -92,3 +92,8 @@ def test_spans_go_to_the_trace_dir_as_json_lines(tmp_path: Path, spans: object) 
     assert [(s["name"], s["context"]["trace_id"]) for s in lines] == [
         ("unit-of-work", f"0x{wanted}")
     ]
+
+
+def test_without_an_export_tracing_stays_off_even_beside_an_sdk_provider(spans: object) -> None:
+    # The agent instruments aiobotocore only on a provider this returns: none without an export.
+    assert configure_tracing("sdq-test") is None

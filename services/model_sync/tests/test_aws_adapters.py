@@ -17,7 +17,7 @@ from sdq_contracts.naming import (
     NODE_TAG_CLUSTER,
     NODE_TAG_ROLE,
 )
-from sdq_model_sync import composition, handler
+from sdq_model_sync import app, handler
 from sdq_model_sync.adapters.ec2_nodes import Ec2GpuNodes
 from sdq_testing.pytest_plugin import AwsTarget
 
@@ -54,9 +54,9 @@ def lambda_env(aws: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     monkeypatch.setenv("SDQ_CLUSTER_NAME", "sdq")
     monkeypatch.setenv("SDQ_MODEL_BUCKET", "sdq-models-test")
     monkeypatch.setenv("SDQ_MODEL_PREFIX", "models")
-    composition.lambda_app.cache_clear()
+    app.lambda_app.cache_clear()
     yield
-    composition.lambda_app.cache_clear()
+    app.lambda_app.cache_clear()
     structlog.reset_defaults()
 
 

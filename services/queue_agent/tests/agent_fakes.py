@@ -70,7 +70,7 @@ class FakeQueue:
         await asyncio.sleep(0)
         while True:
             now = time.monotonic()
-            out = []
+            out: list[ReceivedMessage] = []
             for msg in list(self.messages.values()):
                 if len(out) >= max_messages:
                     break

@@ -53,10 +53,10 @@ def configure_tracing(
     on the status row, so the agent can continue it). Returns the provider (flush it with
     ``shutdown()`` before exit), or None when tracing is a no-op."""
     propagate.set_global_textmap(AwsXRayPropagator())
+    if not (otlp_endpoint or trace_dir or record_without_export):
+        return None
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        if not (otlp_endpoint or trace_dir or record_without_export):
-            return None
         provider = TracerProvider(
             id_generator=AwsXRayIdGenerator(),
             resource=Resource.create({"service.name": service_name, **(resource or {})}),

@@ -149,7 +149,7 @@ class RestApi(Construct):
         )
         stage_dependencies: list[ApiGatewayAccount] = []
         if spec.logging_role_name is not None:
-            stage_dependencies.append(self._account_logging(spec))
+            stage_dependencies.append(self._account_logging(spec, spec.logging_role_name))
         stage = ApiGatewayStage(
             self,
             "stage",
@@ -202,12 +202,11 @@ class RestApi(Construct):
             api_key_value=key.value,
         )
 
-    def _account_logging(self, spec: RestApiSpec) -> ApiGatewayAccount:
-        assert spec.logging_role_name is not None
+    def _account_logging(self, spec: RestApiSpec, role_name: str) -> ApiGatewayAccount:
         role = IamRole(
             self,
             "cloudwatch-role",
-            name=spec.logging_role_name,
+            name=role_name,
             assume_role_policy=iam.service_trust("apigateway.amazonaws.com"),
         )
         # The actions of AWS's AmazonAPIGatewayPushToCloudWatchLogs, inline and on log groups.

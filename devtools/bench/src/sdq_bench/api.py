@@ -1,7 +1,7 @@
 """Benchmark of the api_validator handler: cold import time and first-request time in a fresh
 interpreter, and warm p50/p99 latency of submit and status against a moto server.
 
-    python -m sdq_local.bench_api [--requests 300] [--json]
+    python -m sdq_bench.api [--requests 300] [--json]
 """
 
 from __future__ import annotations
