@@ -8,7 +8,7 @@ from hypothesis import settings
 
 # Property tests: CI-sized by default (the unit layer stays fast); `HYPOTHESIS_PROFILE=thorough`
 # (e.g. `make test-thorough`) runs thousands of examples per property.
-settings.register_profile("ci", max_examples=200)
+settings.register_profile("ci", max_examples=60)
 settings.register_profile("thorough", max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

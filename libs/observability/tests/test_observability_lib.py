@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,13 +82,26 @@ def test_otlp_endpoint_gets_the_traces_path_once() -> None:
     assert otlp_traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
 
 
-def test_spans_go_to_the_trace_dir_as_json_lines(tmp_path: Path, spans: object) -> None:
-    # The session's provider (sdq_testing's `spans`) is reused, and the export is added once.
-    provider = configure_tracing("sdq-test", trace_dir=str(tmp_path))
-    assert provider is configure_tracing("sdq-test", trace_dir=str(tmp_path))
-    assert provider is not None
-    with trace.get_tracer("t").start_as_current_span("unit-of-work") as span:
-        wanted = format(span.get_span_context().trace_id, "032x")
+def test_spans_go_to_the_trace_dir_as_json_lines(tmp_path: Path) -> None:
+    # In a fresh interpreter: the export is added to the process's provider for its lifetime.
+    probe = (
+        "import sys\n"
+        "from opentelemetry import trace\n"
+        "from sdq_observability.tracing import configure_tracing\n"
+        "provider = configure_tracing('sdq-test', trace_dir=sys.argv[1])\n"
+        "assert provider is configure_tracing('sdq-test', trace_dir=sys.argv[1])\n"
+        "with trace.get_tracer('t').start_as_current_span('unit-of-work') as span:\n"
+        "    print(format(span.get_span_context().trace_id, '032x'))\n"
+        "provider.shutdown()\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    wanted = run.stdout.strip()
     [written] = list(tmp_path.glob("sdq-test-*.jsonl"))
     lines = [json.loads(raw) for raw in written.read_text().splitlines()]
     assert [(s["name"], s["context"]["trace_id"]) for s in lines] == [
