@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +182,31 @@ def test_log_events_are_snake_case_names() -> None:
         and (bad := [n for n in _event_names(p) if not SNAKE_EVENT.match(n)])
     }
     assert not offenders, offenders
+
+
+def _project(path: Path) -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads(path.read_text())["project"]
+    return project
+
+
+def test_installing_the_cli_never_pulls_pytest() -> None:
+    """The CLI with its `local` extra, and every sdq package that pulls in, need no test tool."""
+    projects = {
+        _project(p)["name"]: _project(p)
+        for p in ROOT.glob("*/**/pyproject.toml")
+        if ".venv" not in p.parts and "build" not in p.parts
+    }
+    seen: set[str] = set()
+    pending = ["sdq-cli"]
+    while pending:
+        project = projects[pending.pop()]
+        requirements = [*project.get("dependencies", [])]
+        if project["name"] == "sdq-cli":
+            requirements += project["optional-dependencies"]["local"]
+        for requirement in requirements:
+            name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+            assert name not in {"pytest", "sdq-testing", "hypothesis"}, (project["name"], name)
+            if name.startswith("sdq-") and name not in seen:
+                seen.add(name)
+                pending.append(name)
+    assert "sdq-local" in seen
