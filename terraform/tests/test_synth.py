@@ -15,7 +15,8 @@ from sdq_infra import names
 if TYPE_CHECKING:
     from conftest import Synth
 
-pytestmark = pytest.mark.integration  # cdktf synth (node + jsii): seconds to minutes
+# cdktf synth (node + jsii): seconds to minutes per app on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 DATA_SERVICES = ("s3", "sqs", "sns", "dynamodb", "kms", "lambda", "ssm", "ec2", "iam", "eks")
 

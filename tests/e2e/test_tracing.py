@@ -19,7 +19,7 @@ from sdq_contracts.messages import ATTR_RUNTIME, ATTR_TRACE_HEADER, ResultNotifi
 from sdq_contracts.requests import TaskType
 from sdq_local.stack import LOCAL_CREDENTIALS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 API_SPANS = {"POST /v1alpha2", "validate", "status.create", "sns.publish"}
 AGENT_SPANS = {
