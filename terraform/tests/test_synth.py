@@ -397,6 +397,8 @@ CLIENTS = {"_ddb": "dynamodb", "_sns": "sns", "_s3": "s3", "_sqs": "sqs"}
 ALIASES = {
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    # There is no s3:HeadObject action: HEAD is authorized by s3:GetObject (the agent's warm-up).
+    "s3:HeadObject": "s3:GetObject",
 }
 
 
