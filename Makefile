@@ -11,11 +11,21 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 export SDQ_CONFIG := $(abspath $(CONFIG))
 
-PY_SRC := libs/contracts/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src devtools/conformance/src cli/src k8s/src terraform/src
+# Every package's tests and the benchmarks are type-checked too, with relaxations justified here:
+# pytest injects fixtures by parameter name, so test functions and fixtures may stay unannotated
+# (untyped defs/calls/decorators); JSON-shaped test data is `dict` / Any (type-arg, no-any-return),
+# which also makes some strict-mode `type: ignore`s in test helpers unused.
+TEST_DIRS := $(sort $(wildcard libs/*/tests services/*/tests devtools/*/tests)) cli/tests k8s/tests terraform/tests tests
+MYPY_TESTS := --allow-untyped-defs --allow-incomplete-defs --allow-untyped-calls --allow-untyped-decorators \
+	--disable-error-code=type-arg --disable-error-code=no-any-return --no-warn-unused-ignores
+# `make test` reports coverage of every src package (report only: no threshold).
+COVERAGE := --cov --cov-report=term-missing:skip-covered
+
+PY_SRC := libs/contracts/src libs/observability/src libs/testing/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src devtools/bench/src devtools/conformance/src cli/src k8s/src terraform/src
 
 -include mk/*.mk
 
-.PHONY: help setup run test test-deps test-unit lint typecheck fmt lock clean
+.PHONY: help setup run test test-deps test-unit test-integration test-e2e test-thorough lint typecheck fmt lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,18 +46,28 @@ run: setup awscli ## the local stack end to end: a batch of every task type, ima
 # Tools some tests drive that cannot share the workspace venv (they pin their own botocore).
 test-deps: setup awscli checkov-venv
 
-test: test-deps ## every test but the conformance suite (unit, integration against moto + the runtime emulator, e2e)
-	@$(PY) -m pytest -q -m "not conformance"
+test: test-deps ## every test but the conformance suite (unit, integration against moto + the runtime emulator, e2e), with coverage
+	@$(PY) -m pytest -q -m "not conformance" $(COVERAGE)
 
-test-unit: setup ## the fast unit layer only
+test-unit: setup ## the unit layer only: pure code with in-memory fakes (seconds)
 	@$(PY) -m pytest -q -m unit
+
+test-integration: test-deps ## adapters against the moto server, the runtime emulator, cdktf synth, Terraform
+	@$(PY) -m pytest -q -m integration
+
+test-e2e: test-deps ## the whole local stack end to end
+	@$(PY) -m pytest -q -m e2e
+
+test-thorough: setup ## the property tests with thousands of examples each (HYPOTHESIS_PROFILE=thorough)
+	@HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -m unit services/api_validator/tests/test_api_properties.py
 
 lint: setup ## ruff lint + format check
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 
-typecheck: setup ## mypy --strict on every package's src
+typecheck: setup ## mypy --strict on every package's src (benchmarks included), then on every package's tests
 	@for src in $(PY_SRC); do echo "mypy $$src"; MYPYPATH=$$src $(VENV)/bin/mypy $$src/* || exit 1; done
+	@for tests in $(TEST_DIRS); do echo "mypy $$tests"; MYPYPATH=$$tests $(VENV)/bin/mypy $(MYPY_TESTS) $$tests || exit 1; done
 
 fmt: setup ## format and autofix
 	@$(VENV)/bin/ruff format .

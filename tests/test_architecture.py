@@ -1,13 +1,19 @@
 """Boundaries the architecture promises, checked on the source:
 - the domain of every service imports no AWS/HTTP library and reads no environment;
-- a service never imports another service (libs/contracts is the only shared code);
-- contracts stay pure (pydantic and PyYAML only)."""
+- a service never imports another service (shared code lives in libs/);
+- contracts stay pure (pydantic and PyYAML only);
+- one house: the three services have the same files for the same roles, read the environment
+  only in settings.py, set up logs and traces only through sdq_observability, and log
+  snake_case event names."""
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +94,111 @@ def test_contracts_are_pure():
         for name in imports_of(path):
             top = name.split(".")[0]
             assert top in allowed or top in sys.stdlib_module_names, f"{path} imports {name}"
+
+
+# Entry point, composition root, settings, errors, ports (observability: libs/observability).
+ROLES = ("app.py", "settings.py", "errors.py", "domain/ports.py", "adapters/__init__.py")
+ENTRY = {"api_validator": "handler.py", "model_sync": "handler.py", "queue_agent": "__main__.py"}
+SNAKE_EVENT = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def package(service: str) -> Path:
+    return ROOT / "services" / service / "src" / SERVICES[service]
+
+
+def sources(service: str) -> list[Path]:
+    return sorted(package(service).rglob("*.py"))
+
+
+def calls(path: Path) -> list[ast.Call]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+
+
+def dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_the_same_files_play_the_same_roles(service: str) -> None:
+    missing = [role for role in (*ROLES, ENTRY[service]) if not (package(service) / role).is_file()]
+    assert not missing, f"{service} lacks {missing}"
+    copies = {"logs.py", "telemetry.py", "tracing.py", "composition.py", "metrics.py"}
+    assert not {p.name for p in package(service).glob("*.py")} & copies
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_only_settings_reads_the_environment(service: str) -> None:
+    for path in sources(service):
+        if path.name == "settings.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not names & {"environ", "getenv"}, f"{path.relative_to(ROOT)} reads the environment"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_logs_and_traces_are_set_up_only_by_the_shared_library(service: str) -> None:
+    forbidden = {"structlog.configure", "trace.set_tracer_provider", "TracerProvider"}
+    for path in sources(service):
+        used = {dotted(call.func) for call in calls(path)} & forbidden
+        assert not used, f"{path.relative_to(ROOT)} calls {used}: use sdq_observability"
+
+
+def _event_names(path: Path) -> list[str]:
+    names = []
+    for call in calls(path):
+        func = call.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in LOG_METHODS
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+            and isinstance(call.args[0].value, str)
+            and "log" in dotted(func.value).lower()
+        ):
+            names.append(call.args[0].value)
+    return names
+
+
+def test_log_events_are_snake_case_names() -> None:
+    files = [p for s in SERVICES for p in sources(s)]
+    files += sorted((ROOT / "devtools" / "local_stack" / "src").rglob("*.py"))
+    offenders = {
+        str(p.relative_to(ROOT)): bad
+        for p in files
+        if (bad := [n for n in _event_names(p) if not SNAKE_EVENT.match(n)])
+    }
+    assert not offenders, offenders
+
+
+def _project(path: Path) -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads(path.read_text())["project"]
+    return project
+
+
+def test_installing_the_cli_never_pulls_pytest() -> None:
+    """The CLI with its `local` extra, and every sdq package that pulls in, need no test tool."""
+    projects = {
+        _project(p)["name"]: _project(p)
+        for p in ROOT.glob("*/**/pyproject.toml")
+        if ".venv" not in p.parts and "build" not in p.parts
+    }
+    seen: set[str] = set()
+    pending = ["sdq-cli"]
+    while pending:
+        project = projects[pending.pop()]
+        requirements = [*project.get("dependencies", [])]
+        if project["name"] == "sdq-cli":
+            requirements += project["optional-dependencies"]["local"]
+        for requirement in requirements:
+            name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+            assert name not in {"pytest", "sdq-testing", "hypothesis"}, (project["name"], name)
+            if name.startswith("sdq-") and name not in seen:
+                seen.add(name)
+                pending.append(name)
+    assert "sdq-local" in seen

@@ -1,4 +1,5 @@
-"""Renderer inputs: IaC outputs parsing, pinning, missing pieces, and the CLI end to end."""
+"""Renderer inputs: IaC outputs parsing, pinning, missing pieces, the CLI's config errors
+(the CLI end to end, with kubectl: test_render_cli.py)."""
 
 from __future__ import annotations
 
@@ -103,19 +104,6 @@ def test_user_data_refuses_a_script_with_the_heredoc_marker() -> None:
     outputs = parse_outputs(_example())
     with pytest.raises(RenderError, match="heredoc"):
         node_user_data(load_config(CONFIG), outputs, "echo\nSDQ_MODEL_SYNC_EOF\n", Knobs())
-
-
-def test_cli_renders_then_validates_an_overlay(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "staging"
-    args = ["--config", str(CONFIG), "--env", "staging"]
-    assert main(["render", *args, "--outputs", str(tmp_path / "none"), "--out", str(out)]) == 0
-    assert "EXAMPLE values" in capsys.readouterr().err
-    top = yaml.safe_load((out / "kustomization.yaml").read_text())
-    assert top["resources"] == ["namespace.yaml", "cluster", "namespaced"]
-    assert main(["check", *args, "--dir", str(out)]) == 0
-    assert ", 0 invalid" in capsys.readouterr().out
 
 
 def test_cli_reports_a_bad_config_without_traceback(

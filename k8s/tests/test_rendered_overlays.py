@@ -13,7 +13,7 @@ from sdq_k8s.outputs import image_is_pinned
 from sdq_k8s.render import DEFAULT_AMI_ALIAS
 from sdq_k8s.validate import validate_docs
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # `kubectl kustomize` per overlay, schemas
 
 CLUSTER_SCOPED = {"Namespace", "NodePool", "EC2NodeClass"}
 

@@ -18,7 +18,8 @@ from sdq_infra.options import find_repo_root
 if TYPE_CHECKING:
     from conftest import Synth
 
-pytestmark = pytest.mark.integration
+# Terraform, checkov or the Lambda wheels: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = find_repo_root(Path(__file__).parent)
 

@@ -24,9 +24,10 @@ from sdq_infra.terraform import Terraform, mirror_has_provider, plugin_mirror, t
 
 if TYPE_CHECKING:
     from sdq_contracts.config import DeploymentConfig
-    from sdq_local.pytest_plugin import AwsTarget
+    from sdq_testing.pytest_plugin import AwsTarget
 
-pytestmark = pytest.mark.integration
+# Terraform, checkov or the Lambda wheels: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = find_repo_root(Path(__file__).parent)
 RECEIVE_ATTEMPTS = 5

@@ -23,7 +23,7 @@ REPO = find_repo_root(Path(__file__).parent)
 def test_invokeai_runtime_gets_its_stack_and_routing(
     synth_app: Callable[[DeploymentConfig, InfraOptions], Any], tmp_path: Path
 ) -> None:
-    from sdq_api_validator.settings import Settings
+    from sdq_api_validator.settings import load_settings
 
     base = load_config(REPO / "config.yaml").model_dump(mode="json")
     invokeai = {"name": "invoke", "type": "invokeai", "model": "dreamshaper_8.safetensors"}
@@ -37,5 +37,5 @@ def test_invokeai_runtime_gets_its_stack_and_routing(
     [sub] = synth.resources(stack, "aws_sns_topic_subscription").values()
     assert json.loads(sub["filter_policy"]) == naming.filter_policy(runtime)
     [validator] = synth.resources("routing", "aws_lambda_function").values()
-    settings = Settings.from_env(validator["environment"]["variables"])
+    settings = load_settings(validator["environment"]["variables"])
     assert ("invoke", RuntimeType.INVOKEAI) in [(r.name, r.type) for r in settings.runtimes]

@@ -30,7 +30,8 @@ from sdq_infra.handoff import (
 if TYPE_CHECKING:
     from conftest import Synth
 
-pytestmark = pytest.mark.unit
+# cdktf synth (node + jsii): seconds to minutes per app on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ import pytest
 from sdq_contracts.config import DeploymentConfig, load_config
 from sdq_infra.options import InfraOptions, find_repo_root
 
-pytestmark = pytest.mark.unit
+# cdktf synth (node + jsii): seconds to minutes per app on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = find_repo_root(Path(__file__).parent)
 

@@ -12,7 +12,8 @@ import pytest
 from sdq_infra import package
 from sdq_infra.options import find_repo_root
 
-pytestmark = pytest.mark.integration
+# Terraform, checkov or the Lambda wheels: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = find_repo_root(Path(__file__).parent)
 
@@ -27,6 +28,8 @@ def test_zip_holds_service_contracts_and_lambda_wheels(lambda_zips: Path, servic
     assert names == sorted(names)
     assert f"{PACKAGES[service]}/__init__.py" in names
     assert "sdq_contracts/naming.py" in names
+    assert "sdq_observability/logs.py" in names  # every service logs through the shared library
+    assert any(n.startswith("structlog/") for n in names)  # ... and its dependencies come along
     assert any(
         n.startswith("pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu") for n in names
     )
@@ -45,7 +48,13 @@ def test_zip_imports_alone(lambda_zips: Path, tmp_path: Path, service: str) -> N
     """Extracted, the zip is all an isolated interpreter needs to import the code."""
     with zipfile.ZipFile(lambda_zips / f"{service}.zip") as zf:
         zf.extractall(tmp_path)
-    modules = ["sdq_contracts.naming", "sdq_contracts.messages", PACKAGES[service]]
+    modules = [
+        "sdq_contracts.naming",
+        "sdq_contracts.messages",
+        "sdq_observability.logs",
+        "sdq_observability.tracing",
+        PACKAGES[service],
+    ]
     # The handler is imported as soon as the service has one (services are written in parallel).
     if (REPO / "services" / service / "src" / PACKAGES[service] / "handler.py").is_file():
         modules.append(f"{PACKAGES[service]}.handler")
@@ -69,3 +78,15 @@ def test_zip_imports_alone(lambda_zips: Path, tmp_path: Path, service: str) -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == modules
+
+
+@pytest.mark.parametrize("service", package.LAMBDA_SERVICES)
+def test_every_sdq_library_a_service_depends_on_goes_into_its_zip(service: str) -> None:
+    libraries = package.first_party_libraries(REPO / "services" / service / "pyproject.toml", REPO)
+    assert [lib.relative_to(REPO).as_posix() for lib in libraries] == [
+        "libs/contracts",
+        "libs/observability",
+    ]
+    assert "pytest" not in " ".join(
+        package.third_party_requirements([lib / "pyproject.toml" for lib in libraries])
+    )

@@ -12,7 +12,8 @@ import pytest
 
 from sdq_infra.options import find_repo_root
 
-pytestmark = pytest.mark.integration
+# Terraform, checkov or the Lambda wheels: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = find_repo_root(Path(__file__).parent)
 

@@ -91,7 +91,9 @@ def test_every_copy_source_exists_in_the_build_context(service: str) -> None:
     ]
     for sources in copies:
         for source in (s for s in sources if not s.startswith("--")):
-            assert list(context.glob(source)), f"{target.dockerfile}: COPY {source} not in {context}"
+            assert list(context.glob(source)), (
+                f"{target.dockerfile}: COPY {source} not in {context}"
+            )
 
 
 def test_missing_dockerfile_is_named(tmp_path: Path) -> None:

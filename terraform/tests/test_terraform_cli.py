@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from conftest import Synth
 
-pytestmark = pytest.mark.integration
+# Terraform, checkov or the Lambda wheels: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_cli_config_points_at_the_mirror(tmp_path: Path) -> None:

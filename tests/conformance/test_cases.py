@@ -51,6 +51,7 @@ def _terminal(record: dict[str, Any]) -> bool:
     return record.get("status") in ("completed", "failed", "cancelled")
 
 
+@pytest.mark.timeout(900)  # a real runtime generates, crashes and restarts within one case
 @pytest.mark.parametrize("target_name", TARGETS)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(

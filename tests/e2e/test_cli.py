@@ -17,7 +17,7 @@ from sdq_cli import local
 from sdq_cli.errors import Exit
 from sdq_cli.main import main
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sdq_contracts.keys import image_key, response_key
 from sdq_contracts.messages import ResultNotification
 from sdq_local.stack import LOCAL_CREDENTIALS, LocalStack, StackOptions
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 
 @pytest.fixture

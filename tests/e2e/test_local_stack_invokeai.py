@@ -17,7 +17,7 @@ from sdq_cli.target import Target
 from sdq_contracts import parse_config
 from sdq_local.stack import LOCAL_CREDENTIALS, LocalStack, StackOptions
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 CONFIG: dict[str, Any] = {
     "stack_name": "sdq",

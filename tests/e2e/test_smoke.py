@@ -15,7 +15,7 @@ from sdq_cli.errors import Exit
 from sdq_cli.main import main
 from sdq_contracts import load_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 
 @pytest.fixture(scope="module")

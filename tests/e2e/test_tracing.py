@@ -19,7 +19,7 @@ from sdq_contracts.messages import ATTR_RUNTIME, ATTR_TRACE_HEADER, ResultNotifi
 from sdq_contracts.requests import TaskType
 from sdq_local.stack import LOCAL_CREDENTIALS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
 API_SPANS = {"POST /v1alpha2", "validate", "status.create", "sns.publish"}
 AGENT_SPANS = {
@@ -179,7 +179,7 @@ def test_every_agent_log_line_of_a_task_carries_its_task_and_trace_id(stack, rep
         if line.startswith("{")
     ]
     mine = [r for r in records if r.get("task_id") == "logged-1"]
-    assert {r["event"] for r in mine} >= {"task received", "task completed"}
+    assert {r["event"] for r in mine} >= {"task_received", "task_completed"}
     message_ids = {r["message_id"] for r in mine}
     assert len(message_ids) == 1
     of_message = [r for r in records if r.get("message_id") in message_ids]

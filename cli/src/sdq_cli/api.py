@@ -21,8 +21,8 @@ class Answer:
 
 
 def _error_text(body: dict[str, Any]) -> tuple[str, str | None]:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    assert isinstance(error, dict)
+    raw = body.get("error")
+    error: dict[str, Any] = raw if isinstance(raw, dict) else {}
     message = str(error.get("message") or body.get("message") or "no details")
     code = error.get("code")
     return message, str(code) if code else None

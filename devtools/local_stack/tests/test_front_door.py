@@ -12,12 +12,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.logs import configure
 from sdq_api_validator.settings import Settings
 from sdq_contracts import load_config
 from sdq_contracts.config import Throttle
 from sdq_local.front_door import FrontDoor, TokenBucket
 from sdq_local.provision import provision
+from sdq_observability.logs import configure_logging
 
 KEY = "sdq-local-9d8e7f6a5b4c3d2e1f"
 
@@ -117,7 +117,7 @@ async def test_a_burst_of_80_gets_50_through_and_429_for_the_rest():
 async def test_the_api_key_never_reaches_a_log(aws, repo_root, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     structured = io.StringIO()
-    configure("DEBUG", structured, force=True)
+    configure_logging("DEBUG", stream=structured)
     cfg = load_config(repo_root / "config.yaml")
     p = provision(cfg)
     api = build_api(
@@ -142,8 +142,8 @@ async def test_the_api_key_never_reaches_a_log(aws, repo_root, capsys, caplog):
             async with http.request(method, base + path, json=payload, headers=headers) as r:
                 assert r.status < 500
     await server.close()
-    configure("INFO", force=True)  # back to stdout for the tests after this one
+    configure_logging("INFO")  # back to stdout for the tests after this one
     out = capsys.readouterr()
     logged = structured.getvalue() + out.out + out.err + caplog.text
-    assert "request handled" in logged  # the handler did log these requests ...
+    assert "request_handled" in logged  # the handler did log these requests ...
     assert KEY not in logged  # ... and never the key

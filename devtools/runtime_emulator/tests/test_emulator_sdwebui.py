@@ -242,7 +242,7 @@ async def test_generations_run_one_at_a_time_for_the_configured_latency(http):
         statuses = await asyncio.gather(generate(), generate())
         elapsed = time.monotonic() - started
         stats = emulator.state.stats.sdwebui
-    assert statuses == [200, 200]
+    assert list(statuses) == [200, 200]
     assert elapsed >= 0.5
     assert stats.peak_active_generations == 1
     assert stats.generations_completed == 2

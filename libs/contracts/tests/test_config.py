@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from sdq_contracts import ConfigError, load_config, parse_config
 
 pytestmark = pytest.mark.unit
 
-BASE = {
+BASE: dict[str, Any] = {
     "stack_name": "sdq",
     "region": "us-west-2",
     "buckets": {"models": "my-models", "outputs": "my-outputs"},

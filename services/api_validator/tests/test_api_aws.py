@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import boto3
 import pytest
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.settings import Settings
+from sdq_api_validator.settings import load_settings
 from sdq_contracts.config import runtimes_env
 from sdq_contracts.keys import claim_check_key, parse_s3_uri
 from sdq_contracts.messages import StatusRecord, TaskMessage, TaskState
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def deployed(aws, cfg):
     p = provision(cfg)
-    settings = Settings.from_env(
+    settings = load_settings(
         {
             "SDQ_RUNTIMES": runtimes_env(cfg.runtimes),
             "SDQ_INPUT_TOPIC_ARN": p.input_topic_arn,
@@ -33,7 +34,7 @@ def deployed(aws, cfg):
 
 def receive(url, expect):
     sqs = boto3.client("sqs")
-    got = []
+    got: list[dict[str, Any]] = []
     for _ in range(10):
         if len(got) >= expect:
             break
@@ -96,7 +97,7 @@ def test_claim_check_round_trip(deployed, repo_root, call_api):
     assert call_api(api, "POST", "/v1alpha2", body)[0] == 202
     [msg] = receive(p.queue_urls["sdruntime"], 1)
     message = TaskMessage.model_validate_json(msg["Body"])
-    assert message.content is None
+    assert message.content is None and message.content_ref is not None
     bucket, key = parse_s3_uri(message.content_ref)
     assert (bucket, key) == (p.output_bucket, claim_check_key("example-t2i"))
     stored = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -129,9 +129,9 @@ def bodies(repo_root):
     }
 
 
-@settings(
-    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# Examples per run come from the hypothesis profile (conftest.py): CI-sized by default,
+# HYPOTHESIS_PROFILE=thorough for thousands.
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_examples(h, bodies, data):
     path, body = data.draw(mutated_example(bodies))
@@ -140,9 +140,7 @@ def test_mutated_examples(h, bodies, data):
     check_invariants(h, status, answer, before, rows)
 
 
-@settings(
-    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.sampled_from(["/v1alpha1", "/v1alpha2", "/v1alpha2/tasks/x", "/nope"]),
     method=st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH"]),

@@ -48,13 +48,13 @@ def row(task_id: str = "t1", **fields: Any) -> dict[str, Any]:
 
 
 def test_create_once(store: Any) -> None:
-    assert store.create(row(**{PUBLISH_LEASE_UNTIL: 100})) is True
+    assert store.create(row("t1", **{PUBLISH_LEASE_UNTIL: 100})) is True
     assert store.create(row(status="running")) is False
     assert store.get("t1")["status"] == "queued"
 
 
 def test_publish_lease_is_taken_over_once_and_only_after_expiry(store: Any) -> None:
-    store.create(row(**{PUBLISH_LEASE_UNTIL: 100}))
+    store.create(row("t1", **{PUBLISH_LEASE_UNTIL: 100}))
     assert store.take_publish_lease("t1", now=99, lease_until=130) is False  # creator alive
     assert store.take_publish_lease("t1", now=101, lease_until=131) is True
     assert store.take_publish_lease("t1", now=102, lease_until=132) is False  # one winner

@@ -17,9 +17,9 @@ from sdq_contracts.naming import (
     NODE_TAG_CLUSTER,
     NODE_TAG_ROLE,
 )
-from sdq_local.pytest_plugin import AwsTarget
-from sdq_model_sync import composition, handler
+from sdq_model_sync import app, handler
 from sdq_model_sync.adapters.ec2_nodes import Ec2GpuNodes
+from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +54,9 @@ def lambda_env(aws: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     monkeypatch.setenv("SDQ_CLUSTER_NAME", "sdq")
     monkeypatch.setenv("SDQ_MODEL_BUCKET", "sdq-models-test")
     monkeypatch.setenv("SDQ_MODEL_PREFIX", "models")
-    composition.lambda_app.cache_clear()
+    app.lambda_app.cache_clear()
     yield
-    composition.lambda_app.cache_clear()
+    app.lambda_app.cache_clear()
     structlog.reset_defaults()
 
 
@@ -110,12 +110,12 @@ def test_handler_sends_one_ssm_command_as_recorded_by_moto(
     logs = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
     ]
-    done = next(entry for entry in logs if entry["event"] == "model_sync.done")
+    done = next(entry for entry in logs if entry["event"] == "model_sync_done")
     assert done["bucket"] == "sdq-models-test"
     assert done["keys"] == 2
     assert done["command_ids"] == [command["CommandId"]]
     # moto 5.2 has no ListCommandInvocations: the best-effort per-node report says so.
-    assert any(entry["event"] == "model_sync.node_results_unavailable" for entry in logs)
+    assert any(entry["event"] == "model_sync_node_results_unavailable" for entry in logs)
 
 
 def test_handler_with_no_gpu_nodes_is_a_noop(lambda_env: None) -> None:

@@ -15,7 +15,7 @@ from sdq_local.model_sync_local import (
     provision_model_events,
     run_local_model_sync,
 )
-from sdq_local.pytest_plugin import AwsTarget
+from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 

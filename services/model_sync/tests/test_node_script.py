@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from sdq_local.pytest_plugin import AwsTarget
+from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdq_contracts.naming import MODEL_CACHE_HOST_PATH
-from sdq_model_sync.composition import node_sync_spec
+from sdq_model_sync.app import node_sync_spec
 from sdq_model_sync.domain.commands import node_command
 from sdq_model_sync.node_script import SCRIPT_NAME
 from sdq_model_sync.settings import DEFAULT_NODE_SCRIPT_PATH, Settings

@@ -9,10 +9,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from sdq_model_sync.domain.commands import NodeCommand, NodeSyncSpec, node_command
-from sdq_model_sync.domain.errors import NodesNotManaged, TransientSyncError
 from sdq_model_sync.domain.events import ChangeKind, ObjectChange
 from sdq_model_sync.domain.ports import NodeResult
 from sdq_model_sync.domain.sync import ModelSync, SyncFailedError, SyncStatus
+from sdq_model_sync.errors import NodesNotManaged, TransientSyncError
 
 pytestmark = pytest.mark.unit
 
@@ -116,8 +116,8 @@ def test_no_nodes_is_a_logged_noop() -> None:
         outcome = ModelSync(SPEC, FakeNodes(()), sender).run({"Records": [record("a.pt")]})
     assert outcome.status is SyncStatus.NO_NODES
     assert sender.sent == []
-    assert any(entry["event"] == "model_sync.no_nodes" for entry in logs)
-    done = next(entry for entry in logs if entry["event"] == "model_sync.done")
+    assert any(entry["event"] == "model_sync_no_nodes" for entry in logs)
+    done = next(entry for entry in logs if entry["event"] == "model_sync_done")
     assert (done["bucket"], done["keys"], done["command_ids"]) == ("models", 1, [])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -35,7 +36,6 @@ from sdq_queue_agent.domain.model import (
 )
 from sdq_queue_agent.domain.worker import Worker, WorkerConfig
 from sdq_queue_agent.errors import AwsError, InputRefusedError
-from sdq_queue_agent.metrics import AgentMetrics
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
@@ -122,7 +122,7 @@ class FakeQueue:
         await asyncio.sleep(0)
         while True:
             now = _loop_time()
-            out = []
+            out: list[ReceivedMessage] = []
             for msg in list(self.messages.values()):
                 if len(out) >= max_messages:
                     break
@@ -390,6 +390,38 @@ def task_body(task_id: str, **overrides: Any) -> dict[str, Any]:
     return TaskMessage.model_validate(body).model_dump(mode="json", exclude_none=True)
 
 
+class _Value:
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def set(self, value: float) -> None:
+        self.values.append(value)
+
+    def observe(self, amount: float) -> None:
+        self.values.append(amount)
+
+
+class FakeMetrics:
+    """The metrics port in memory: outcomes counted, stage times and observations listed."""
+
+    def __init__(self) -> None:
+        self.in_flight = _Value()
+        self.receive_seconds = _Value()
+        self.queue_wait_seconds = _Value()
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.stages: dict[str, list[float]] = collections.defaultdict(list)
+        self.busy_seconds = 0.0
+
+    def outcome(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self.stages[stage].append(seconds)
+
+    def busy(self, seconds: float) -> None:
+        self.busy_seconds += seconds
+
+
 @dataclass
 class Harness:
     queue: FakeQueue
@@ -400,6 +432,7 @@ class Harness:
     webhooks: FakeWebhooks
     runtime: FakeRuntime
     config: WorkerConfig
+    metrics: FakeMetrics = field(default_factory=FakeMetrics)
 
     def worker(self) -> Worker:
         return Worker(
@@ -411,7 +444,7 @@ class Harness:
             fetcher=self.fetcher,
             webhooks=self.webhooks,
             runtime=self.runtime,
-            metrics=AgentMetrics("sdruntime"),
+            metrics=self.metrics,
             clock=LoopClock(),
         )
 

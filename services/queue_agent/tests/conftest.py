@@ -11,7 +11,7 @@ import pytest
 
 
 @pytest.fixture
-def stack(aws):  # type: ignore[no-untyped-def]
+def stack(aws):
     """The provisioned AWS resources on a freshly reset moto server (integration tests)."""
     from agent_stack import make_stack
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from agent_fakes import FakePublisher, FakeQueue, FakeStatus, FakeStore, FakeWebhooks, task_body
+from agent_fakes import (
+    FakeMetrics,
+    FakePublisher,
+    FakeQueue,
+    FakeStatus,
+    FakeStore,
+    FakeWebhooks,
+    task_body,
+)
 
 from sdq_contracts.messages import TaskMessage, TaskState
 from sdq_queue_agent.domain.held import Held, HeldRegistry, Phase
@@ -21,7 +29,6 @@ from sdq_queue_agent.errors import (
     RuntimeRejectedError,
     RuntimeUnavailableError,
 )
-from sdq_queue_agent.metrics import AgentMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -124,7 +131,7 @@ def rig() -> Rig:
     clock = FakeClock()
     cfg = config()
     queue, status, publisher = FakeQueue(), FakeStatus(), FakePublisher()
-    metrics = AgentMetrics("sdruntime")
+    metrics = FakeMetrics()
     registry = HeldRegistry(cfg, clock, metrics)
 
     def spawn(coro):  # background work is not under test here

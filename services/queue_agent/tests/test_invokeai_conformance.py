@@ -49,7 +49,7 @@ from test_sdwebui_integration import _ImageServer
 
 from sdq_contracts.keys import image_key, response_key
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.timeout(900)]  # a real runtime generates
 
 
 @pytest.fixture(scope="module")

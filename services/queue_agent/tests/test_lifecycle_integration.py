@@ -17,9 +17,9 @@ import pytest
 from agent_stack import Stack, task
 from aiohttp import web
 
-from sdq_local.pytest_plugin import free_port
 from sdq_queue_agent.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from sdq_runtime_emulator import EmulatorProcess, running_emulator
+from sdq_runtime_emulator.harness import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ async def test_sigterm_with_task_in_flight_completes_once_and_hands_back_prefetc
             metrics = (await asyncio.to_thread(_get, f"{base}/metrics"))[1]
             assert "sdq_agent_runtime_busy_ratio" in metrics and "sdq_agent_in_flight" in metrics
             await _until(
-                lambda: log_path.read_text().count('"task received"') == 2, 10, "the prefetch"
+                lambda: log_path.read_text().count('"task_received"') == 2, 10, "the prefetch"
             )
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(40):

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 
 from sdq_contracts.messages import TaskMessage
+from sdq_observability.logs import configure_logging
 from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.runtime_http import runtime_session
 from sdq_queue_agent.adapters.sdwebui import SdWebUiRuntime
 from sdq_queue_agent.errors import RuntimeRejectedError, RuntimeUnavailableError
-from sdq_queue_agent.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,7 @@
 """Build a Lambda deployment zip: ``python -m sdq_infra.package <service>``.
 
-The zip holds services/<name>/src, libs/contracts/src and the service's third-party
+The zip holds services/<name>/src, the src of every sdq library under libs/ the service depends
+on (directly or through another library: sdq-contracts, sdq-observability) and their third-party
 dependencies as Lambda's platform needs them (manylinux2014 x86_64 wheels for CPython 3.11,
 binary only), at the versions pinned in constraints.txt. The same inputs give the same bytes:
 entries are sorted, timestamps and permissions fixed, bytecode left out.
@@ -59,6 +60,28 @@ def third_party_requirements(pyprojects: list[Path]) -> list[str]:
     return sorted(found.values())
 
 
+def first_party_libraries(pyproject: Path, repo_root: Path) -> list[Path]:
+    """The folders under libs/ of the sdq libraries ``pyproject`` depends on, directly or
+    through another library, in a stable order; InfraError for an sdq package with no folder."""
+    libraries = {
+        tomllib.loads(p.read_text(encoding="utf-8"))["project"]["name"]: p.parent
+        for p in sorted((repo_root / "libs").glob("*/pyproject.toml"))
+    }
+    found: dict[str, Path] = {}
+    pending = [pyproject]
+    while pending:
+        project = tomllib.loads(pending.pop().read_text(encoding="utf-8"))["project"]
+        for requirement in project.get("dependencies", []):
+            name = requirement_name(requirement)
+            if not FIRST_PARTY.match(name) or name in found:
+                continue
+            if name not in libraries:
+                raise InfraError(f"{pyproject} depends on {name}, which is not a library in libs/")
+            found[name] = libraries[name]
+            pending.append(libraries[name] / "pyproject.toml")
+    return [found[name] for name in sorted(found)]
+
+
 def install_dependencies(requirements: list[str], target: Path, constraints: Path) -> None:
     if not requirements:
         return
@@ -115,17 +138,18 @@ def write_zip(root: Path, destination: Path) -> int:
 
 def build(service: str, repo_root: Path, out_dir: Path) -> BuiltZip:
     service_dir = repo_root / "services" / service
-    contracts_dir = repo_root / "libs" / "contracts"
     if not (service_dir / "pyproject.toml").is_file():
         raise InfraError(f"no service {service!r}: {service_dir / 'pyproject.toml'} is missing")
+    libraries = first_party_libraries(service_dir / "pyproject.toml", repo_root)
     requirements = third_party_requirements(
-        [service_dir / "pyproject.toml", contracts_dir / "pyproject.toml"]
+        [service_dir / "pyproject.toml", *(lib / "pyproject.toml" for lib in libraries)]
     )
     with tempfile.TemporaryDirectory(prefix=f"sdq-lambda-{service}-") as tmp:
         staging = Path(tmp) / "root"
         staging.mkdir()
         install_dependencies(requirements, staging, repo_root / "constraints.txt")
-        copy_packages(contracts_dir / "src", staging)
+        for library in libraries:
+            copy_packages(library / "src", staging)
         copy_packages(service_dir / "src", staging)
         destination = out_dir / f"{service}.zip"
         files = write_zip(staging, destination)

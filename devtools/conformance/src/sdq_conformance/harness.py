@@ -236,7 +236,8 @@ class EmulatorControl:
 
     def crash(self, runtime: str) -> None:
         proc = self._stack.process(f"runtime-emulator-{runtime}")
-        assert proc.pid is not None
+        if proc.pid is None:
+            raise RuntimeError(f"the emulator of {runtime} is not running: nothing to crash")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.stop(grace=5)
 
@@ -255,7 +256,8 @@ class EmulatorControl:
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
-            assert resp.status == 200, f"emulator knobs: HTTP {resp.status}"
+            if resp.status != 200:
+                raise RuntimeError(f"emulator knobs of {runtime}: HTTP {resp.status}")
 
 
 def _wait_http(url: str, within_s: float) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from sdq_model_sync.composition import build_model_sync
+from sdq_model_sync.app import build_model_sync
 from sdq_model_sync.domain.commands import NodeCommand
 from sdq_model_sync.domain.ports import NodeResult
 from sdq_model_sync.domain.sync import ModelSync
@@ -135,12 +135,12 @@ class LocalCommandRunner:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            log.error("model_sync.local_command_timed_out", instance_id=instance_id)
+            log.error("model_sync_local_command_timed_out", instance_id=instance_id)
             return NodeResult(instance_id, "TimedOut")
         status = "Success" if done.returncode == 0 else "Failed"
         tail = done.stdout.strip().splitlines()[-1:] or [""]
         log.info(
-            "model_sync.local_command",
+            "model_sync_local_command",
             instance_id=instance_id,
             status=status,
             response_code=done.returncode,
@@ -226,7 +226,7 @@ def run_local_model_sync(
         try:
             response = sync.handle(_lambda_sqs_event(messages, queue_url))
         except Exception:
-            log.exception("model_sync.local_batch_crashed", messages=len(messages))
+            log.exception("model_sync_local_batch_crashed", messages=len(messages))
             continue
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ import aiohttp
 import boto3
 from aiohttp import web
 
-from sdq_api_validator import telemetry
+from sdq_api_validator.app import SERVICE_NAME as API_SERVICE_NAME
 from sdq_api_validator.app import build_api
-from sdq_api_validator.logs import configure as configure_logs
 from sdq_api_validator.settings import Settings
 from sdq_contracts.config import DeploymentConfig, RuntimeType
 from sdq_local.front_door import FrontDoor
@@ -33,18 +31,15 @@ from sdq_local.model_sync_local import (
 )
 from sdq_local.processes import ManagedProcess, python_module
 from sdq_local.provision import Provisioned, observe_topic, provision
+from sdq_observability.logs import configure_logging
+from sdq_observability.tracing import configure_tracing
+from sdq_runtime_emulator.harness import free_port
 
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "sdq-local",
     "AWS_SECRET_ACCESS_KEY": "sdq-local",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -113,8 +108,12 @@ class LocalStack:
         .local/logs/local-stack.log, their spans to .local/traces/ (like every child's)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # Open for the life of the process, like stdout.
-        configure_logs("INFO", (self.log_dir / "local-stack.log").open("a", encoding="utf-8"))
-        telemetry.configure(trace_dir=str(self.trace_dir))
+        configure_logging(
+            "INFO", stream=(self.log_dir / "local-stack.log").open("a", encoding="utf-8")
+        )
+        configure_tracing(
+            API_SERVICE_NAME, trace_dir=str(self.trace_dir), record_without_export=True
+        )
 
     @property
     def trace_dir(self) -> Path:

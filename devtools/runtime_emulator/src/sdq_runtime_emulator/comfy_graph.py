@@ -34,20 +34,9 @@ def error(kind: str, message: str, details: str = "", **extra: Any) -> Reason:
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-def validate(
-    prompt: Any, combos: dict[str, list[str]], custom: dict[str, CustomCheck] | None = None
-) -> Validation:
-    """Validate an API-format prompt; ``combos`` and ``custom`` are keyed ``Class.input``."""
-    if not isinstance(prompt, dict):
-        return Validation(
-            error(
-                "invalid_prompt",
-                "Cannot execute because the prompt is not an object of nodes.",
-                type(prompt).__name__,
-            ),
-            [],
-            {},
-        )
+def _output_nodes(prompt: dict[str, Any]) -> list[str] | Validation:
+    """The ids of the prompt's output nodes, or the error ComfyUI gives for a node it cannot
+    even look at (no class_type, or a class it does not have)."""
     outputs = []
     for node_id, node in prompt.items():
         if not isinstance(node, dict) or "class_type" not in node:
@@ -73,6 +62,26 @@ def validate(
             )
         if spec.output_node:
             outputs.append(str(node_id))
+    return outputs
+
+
+def validate(
+    prompt: Any, combos: dict[str, list[str]], custom: dict[str, CustomCheck] | None = None
+) -> Validation:
+    """Validate an API-format prompt; ``combos`` and ``custom`` are keyed ``Class.input``."""
+    if not isinstance(prompt, dict):
+        return Validation(
+            error(
+                "invalid_prompt",
+                "Cannot execute because the prompt is not an object of nodes.",
+                type(prompt).__name__,
+            ),
+            [],
+            {},
+        )
+    outputs = _output_nodes(prompt)
+    if isinstance(outputs, Validation):
+        return outputs
     if not outputs:
         return Validation(error("prompt_no_outputs", "Prompt has no outputs"), [], {})
 

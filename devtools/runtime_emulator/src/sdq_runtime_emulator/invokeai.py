@@ -279,15 +279,13 @@ class InvokeAi:
                 src_node, dst_node = nodes.get(src["node_id"]), nodes.get(dst["node_id"])
             except (KeyError, TypeError):
                 return _invalid(["batch", "graph", "edges"], "missing", "Field required")
-            for end, node, point in (("source", src_node, src), ("destination", dst_node, dst)):
-                if node is None:
-                    return _invalid(
-                        ["batch", "graph"],
-                        "value_error",
-                        f"Value error, Edge {end} node {point['node_id']} does not exist in the graph",
-                    )
-            assert src_node is not None
-            assert dst_node is not None
+            if src_node is None or dst_node is None:
+                end, point = ("source", src) if src_node is None else ("destination", dst)
+                return _invalid(
+                    ["batch", "graph"],
+                    "value_error",
+                    f"Value error, Edge {end} node {point['node_id']} does not exist in the graph",
+                )
             spec_src, spec_dst = NODE_TYPES[src_node["type"]], NODE_TYPES[dst_node["type"]]
             kinds = (FIELD_KINDS.get(src["field"]), FIELD_KINDS.get(dst["field"]))
             if (

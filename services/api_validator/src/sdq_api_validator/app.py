@@ -1,12 +1,28 @@
-"""Composition root: settings → boto3 clients → adapters → TaskService → Api."""
+"""Composition root: settings → logs and traces → boto3 clients → adapters → TaskService → Api."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sdq_api_validator.adapters.http import Api
 from sdq_api_validator.domain.service import ApiSettings, TaskService
-from sdq_api_validator.settings import Settings
+from sdq_api_validator.settings import Settings, load_settings
+from sdq_observability.logs import configure_logging
+from sdq_observability.tracing import configure_tracing
+
+SERVICE_NAME = "sdq-api-validator"
+
+
+def configure_observability(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    # Spans are recorded even without an export: the status row carries the task's trace id.
+    configure_tracing(
+        SERVICE_NAME,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        trace_dir=settings.trace_dir,
+        record_without_export=True,
+    )
 
 
 def build_api(settings: Settings, session: Any = None, endpoint_url: str | None = None) -> Api:
@@ -41,3 +57,11 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
         S3ClaimStore(client("s3"), settings.output_bucket),
     )
     return Api(service, settings.max_body_bytes)
+
+
+@functools.cache
+def lambda_api() -> Api:
+    """Built on the first invocation and reused by every warm invocation of the container."""
+    settings = load_settings()
+    configure_observability(settings)
+    return build_api(settings)

@@ -1,61 +1,69 @@
-"""Settings of the api_validator, read from the environment in this one place."""
+"""Settings of the api_validator: the environment is read here and nowhere else.
+
+Names follow the Lambda's environment as Terraform sets it (SDQ_*, OTEL_EXPORTER_OTLP_ENDPOINT,
+_X_AMZN_TRACE_ID is per invocation and read by the handler through :func:`lambda_trace_header`).
+Validation errors name each bad variable.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sdq_contracts.config import RuntimeConfig
+from sdq_contracts.settings import SettingsError, load
 
-_RUNTIMES = TypeAdapter(tuple[RuntimeConfig, ...])
-
-
-class SettingsError(ValueError):
-    pass
+__all__ = ["Settings", "SettingsError", "lambda_trace_header", "load_settings"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    runtimes: tuple[RuntimeConfig, ...]
-    input_topic_arn: str
-    status_table: str
-    output_bucket: str
-    max_body_bytes: int = 10 * 1024 * 1024
-    claim_check_bytes: int = 200_000
-    status_ttl_days: int = 30
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SDQ_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
+    # JSON list of the deployment's runtimes (name, type, model, ...), as Terraform writes it.
+    runtimes: Annotated[tuple[RuntimeConfig, ...], NoDecode, Field(min_length=1)]
+    input_topic_arn: Annotated[str, Field(min_length=1)]
+    status_table: Annotated[str, Field(min_length=1)]
+    output_bucket: Annotated[str, Field(min_length=3)]
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    claim_check_bytes: Annotated[int, Field(ge=1024)] = 200_000
+    status_ttl_days: Annotated[int, Field(ge=1)] = 30
+    log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "INFO"
+    # Local stack: spans also go, as JSON lines, to a file in this directory (`sdq trace`).
+    trace_dir: str | None = None
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
+    @field_validator("runtimes", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        missing = [
-            k
-            for k in (
-                "SDQ_RUNTIMES",
-                "SDQ_INPUT_TOPIC_ARN",
-                "SDQ_STATUS_TABLE",
-                "SDQ_OUTPUT_BUCKET",
-            )
-            if not env.get(k)
-        ]
-        if missing:
-            raise SettingsError(f"missing environment variables: {', '.join(missing)}")
-        try:
-            runtimes = _RUNTIMES.validate_python(json.loads(env["SDQ_RUNTIMES"]))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise SettingsError(f"SDQ_RUNTIMES is not a JSON list of runtimes: {exc}") from None
-        try:
-            return cls(
-                runtimes=runtimes,
-                input_topic_arn=env["SDQ_INPUT_TOPIC_ARN"],
-                status_table=env["SDQ_STATUS_TABLE"],
-                output_bucket=env["SDQ_OUTPUT_BUCKET"],
-                max_body_bytes=int(env.get("SDQ_MAX_BODY_BYTES", cls.max_body_bytes)),
-                claim_check_bytes=int(env.get("SDQ_CLAIM_CHECK_BYTES", cls.claim_check_bytes)),
-                status_ttl_days=int(env.get("SDQ_STATUS_TTL_DAYS", cls.status_ttl_days)),
-            )
-        except ValueError as exc:
-            raise SettingsError(f"a numeric SDQ_* setting is not an integer: {exc}") from None
+    def _parse_json(cls, value: object) -> object:
+        if isinstance(value, str | bytes):
+            import json  # noqa: PLC0415 - only for the environment's string form
+
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list of runtimes: {exc}") from None
+        return value
+
+    @field_validator("trace_dir", "otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment (or ``environ``); SettingsError names each variable."""
+    return load(Settings, environ, service="api_validator", plain=("OTEL_EXPORTER_OTLP_ENDPOINT",))
+
+
+def lambda_trace_header() -> str | None:
+    """With X-Ray active tracing, Lambda puts its segment's header in ``_X_AMZN_TRACE_ID``
+    (set per invocation, so read per invocation)."""
+    return os.environ.get("_X_AMZN_TRACE_ID")

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from opentelemetry import context, propagate
-
-from sdq_model_sync.composition import lambda_app
+from sdq_model_sync.app import lambda_app
+from sdq_model_sync.settings import lambda_trace_header
+from sdq_observability.tracing import continued_trace
 
 
 def handle(event: dict[str, Any], lambda_context: object) -> dict[str, Any]:
-    # With X-Ray active tracing, Lambda puts its segment's header in _X_AMZN_TRACE_ID: the spans
-    # of this invocation continue that trace.
-    header = os.environ.get("_X_AMZN_TRACE_ID")
-    token = context.attach(propagate.extract({"X-Amzn-Trace-Id": header})) if header else None
-    try:
+    # The spans of this invocation continue the trace of Lambda's X-Ray segment.
+    with continued_trace(lambda_trace_header()):
         return lambda_app().handle(event)
-    finally:
-        if token is not None:
-            context.detach(token)

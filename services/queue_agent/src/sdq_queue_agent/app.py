@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -19,28 +16,29 @@ import aioboto3
 import aiohttp
 import structlog
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry.instrumentation.aiobotocore import AioBotocoreInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 
 from sdq_contracts.config import RuntimeType
+from sdq_observability.logs import configure_logging
+from sdq_observability.tracing import configure_tracing
 from sdq_queue_agent.adapters.aws import DynamoStatusStore, S3Store, SnsPublisher, SqsQueue
 from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.http_fetch import UrlFetcher, safe_session
 from sdq_queue_agent.adapters.http_server import HealthState, start_health_server
 from sdq_queue_agent.adapters.invokeai import InvokeAiRuntime
+from sdq_queue_agent.adapters.prometheus import PrometheusMetrics
 from sdq_queue_agent.adapters.runtime_http import runtime_session
 from sdq_queue_agent.adapters.sdwebui import SdWebUiRuntime
 from sdq_queue_agent.adapters.webhook import HttpWebhookSender
 from sdq_queue_agent.domain.ports import Runtime
+from sdq_queue_agent.domain.readiness import wait_for_runtime
 from sdq_queue_agent.domain.worker import Worker, WorkerConfig
-from sdq_queue_agent.errors import StartupError, TaskFailure
-from sdq_queue_agent.logs import configure_logging
-from sdq_queue_agent.metrics import AgentMetrics
+from sdq_queue_agent.errors import StartupError
 from sdq_queue_agent.settings import AgentSettings
-from sdq_queue_agent.tracing import configure_tracing
 
+SERVICE_NAME = "sdq-queue-agent"
 _log = structlog.get_logger("sdq_queue_agent")
-# A key that never exists: start-up calls read it to open connections.
-WARMUP_KEY = "_sdq/agent-warm-up"
 
 RUNTIMES: dict[RuntimeType, Callable[[AgentSettings, aiohttp.ClientSession], Runtime]] = {
     RuntimeType.SDWEBUI: lambda s, session: SdWebUiRuntime(
@@ -90,52 +88,20 @@ def _boto_config(settings: AgentSettings) -> Config:
     )
 
 
-async def wait_until_ready(runtime: Runtime, settings: AgentSettings, stop: asyncio.Event) -> bool:
-    """Ping the runtime until it answers; bounded in time, each attempt logged."""
-    deadline = time.monotonic() + settings.readiness_timeout_seconds
-    attempt = 0
-    while not stop.is_set():
-        attempt += 1
-        try:
-            await runtime.ping()
-        except TaskFailure as exc:
-            left = deadline - time.monotonic()
-            _log.info(
-                "runtime not ready yet",
-                attempt=attempt,
-                error=exc.message,
-                seconds_left=round(left, 1),
-            )
-            if left <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(settings.readiness_interval_seconds, left))
-            continue
-        _log.info("runtime ready", attempt=attempt)
-        return True
-    return False
-
-
 async def run_agent(
     settings: AgentSettings, *, burst: bool = False, health: HealthState | None = None
 ) -> int:
     """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is empty); the exit code."""
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    configure_logging(settings.log_level, secrets=[secret] if secret else [])
-    provider = configure_tracing(
-        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-        trace_dir=settings.trace_dir,
-        runtime_name=settings.runtime_name,
-    )
-    structlog.contextvars.bind_contextvars(runtime=settings.runtime_name)
+    provider = configure_observability(settings, secret)
     health = health or HealthState()
-    metrics = AgentMetrics(settings.runtime_name)
+    metrics = PrometheusMetrics(settings.runtime_name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     worker: Worker | None = None
 
     def on_signal(signame: str) -> None:
-        _log.info("signal received; draining", signal=signame)
+        _log.info("signal_received", signal=signame)
         health.stopping = True
         stop.set()
         if worker is not None:
@@ -149,25 +115,37 @@ async def run_agent(
             runner = await start_health_server(health, metrics, settings.http_port)
             stack.push_async_callback(runner.cleanup)
             runtime = RUNTIMES[settings.runtime_type](settings, clients.to_runtime)
-            worker = build_worker(settings, clients, runtime, metrics, secret)
+            worker_adapters = aws_adapters(settings, clients)
+            worker = build_worker(
+                settings,
+                clients=clients,
+                aws=worker_adapters,
+                runtime=runtime,
+                metrics=metrics,
+                secret=secret,
+            )
             if secret is None:
-                _log.warning("SDQ_WEBHOOK_SECRET is not set: webhooks go out unsigned")
+                _log.warning("webhooks_unsigned", reason="SDQ_WEBHOOK_SECRET is not set")
             _log.info(
-                "queue agent starting",
+                "agent_starting",
                 runtime_type=runtime.kind,
                 queue=settings.queue_url,
                 concurrency=settings.concurrency,
                 prefetch=settings.prefetch,
                 burst=burst,
             )
-            await check_aws(clients, settings)
-            if not await wait_until_ready(runtime, settings, stop):
+            await check_aws(worker_adapters, settings)
+            ready = await wait_for_runtime(
+                runtime,
+                stop,
+                interval=settings.readiness_interval_seconds,
+                give_up_after=settings.readiness_timeout_seconds,
+            )
+            if not ready:
                 if stop.is_set():
                     _finish_drain(settings, health)
                     return 0
-                _log.error(
-                    "runtime never became ready", timeout_s=settings.readiness_timeout_seconds
-                )
+                _log.error("runtime_never_ready", timeout_s=settings.readiness_timeout_seconds)
                 return 1
             await runtime.startup_check()
             if stop.is_set():
@@ -175,7 +153,7 @@ async def run_agent(
             health.ready = True
             await worker.run(burst=burst)
     except StartupError as exc:
-        _log.error("start-up check failed", error=str(exc))
+        _log.error("startup_check_failed", error=str(exc))
         health.alive = False
         return 1
     finally:
@@ -216,19 +194,38 @@ async def open_clients(stack: AsyncExitStack, settings: AgentSettings) -> _Clien
     return _Clients(**aws, to_runtime=to_runtime, to_users=to_users)
 
 
-def build_worker(
-    settings: AgentSettings,
-    clients: _Clients,
-    runtime: Runtime,
-    metrics: AgentMetrics,
-    secret: str | None,
-) -> Worker:
-    return Worker(
-        worker_config(settings),
+@dataclass(frozen=True)
+class _AwsAdapters:
+    queue: SqsQueue
+    store: S3Store
+    publisher: SnsPublisher
+    status: DynamoStatusStore
+
+
+def aws_adapters(settings: AgentSettings, clients: _Clients) -> _AwsAdapters:
+    return _AwsAdapters(
         queue=SqsQueue(clients.sqs, settings.queue_url),
         store=S3Store(clients.s3),
         publisher=SnsPublisher(clients.sns, settings.result_topic_arn),
         status=DynamoStatusStore(clients.dynamodb, settings.status_table),
+    )
+
+
+def build_worker(
+    settings: AgentSettings,
+    *,
+    clients: _Clients,
+    aws: _AwsAdapters,
+    runtime: Runtime,
+    metrics: PrometheusMetrics,
+    secret: str | None,
+) -> Worker:
+    return Worker(
+        worker_config(settings),
+        queue=aws.queue,
+        store=aws.store,
+        publisher=aws.publisher,
+        status=aws.status,
         fetcher=UrlFetcher(
             clients.to_users,
             settings.url_allowlist,
@@ -248,38 +245,36 @@ def build_worker(
     )
 
 
-async def check_aws(clients: _Clients, settings: AgentSettings) -> None:
-    """Start-up check of the queue (exists; redrive matches SDQ_MAX_RECEIVE_COUNT) that also
+async def check_aws(aws: _AwsAdapters, settings: AgentSettings) -> None:
+    """Start-up check of the queue (readable; redrive matches SDQ_MAX_RECEIVE_COUNT) that also
     warms the clients (endpoints, connections), so the first task pays no set-up cost."""
-    try:
-        attrs = (
-            await clients.sqs.get_queue_attributes(
-                QueueUrl=settings.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
-            )
-        )["Attributes"]
-    except (ClientError, BotoCoreError) as exc:
-        raise StartupError(f"cannot read the queue {settings.queue_url}: {exc}") from None
-    redrive = json.loads(attrs.get("RedrivePolicy") or "{}")
-    if (
-        int(redrive.get("maxReceiveCount", settings.max_receive_count))
-        != settings.max_receive_count
-    ):
+    queue_max = await aws.queue.redrive_max_receive_count()
+    if queue_max is None:
+        _log.warning("queue_without_dead_letter_queue", consequence="poison messages cycle")
+    elif queue_max != settings.max_receive_count:
         _log.warning(
-            "SDQ_MAX_RECEIVE_COUNT differs from the queue's redrive policy",
-            queue_max_receive_count=redrive.get("maxReceiveCount"),
+            "max_receive_count_mismatch",
+            queue_max_receive_count=queue_max,
             agent_max_receive_count=settings.max_receive_count,
         )
-    if not redrive:
-        _log.warning("the queue has no dead-letter queue: poison messages will cycle")
-    warm = (
-        clients.dynamodb.get_item(TableName=settings.status_table, Key={"id": {"S": WARMUP_KEY}}),
-        clients.s3.head_object(Bucket=settings.output_bucket, Key=WARMUP_KEY),
+    await aws.status.warm_up()
+    await aws.store.warm_up(settings.output_bucket)
+
+
+def configure_observability(settings: AgentSettings, secret: str | None) -> TracerProvider | None:
+    """Logs (the webhook secret scrubbed wherever it appears) and traces (aiobotocore calls
+    traced); the tracer provider to flush on exit, or None when tracing is off."""
+    configure_logging(settings.log_level, secrets=[secret] if secret else [])
+    structlog.contextvars.bind_contextvars(runtime=settings.runtime_name)
+    provider = configure_tracing(
+        SERVICE_NAME,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        trace_dir=settings.trace_dir,
+        resource={"sdq.runtime": settings.runtime_name},
     )
-    for call in warm:
-        try:
-            await call
-        except (ClientError, BotoCoreError) as exc:
-            _log.debug("warm-up call failed (harmless)", error=str(exc))
+    if provider is not None:
+        AioBotocoreInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    return provider
 
 
 def _finish_drain(settings: AgentSettings, health: HealthState) -> None:
@@ -288,6 +283,4 @@ def _finish_drain(settings: AgentSettings, health: HealthState) -> None:
     if settings.drain_file is not None:
         settings.drain_file.parent.mkdir(parents=True, exist_ok=True)
         settings.drain_file.write_text("drained\n", encoding="utf-8")
-    _log.info(
-        "drained; exiting", drain_file=str(settings.drain_file) if settings.drain_file else None
-    )
+    _log.info("drained", drain_file=str(settings.drain_file) if settings.drain_file else None)

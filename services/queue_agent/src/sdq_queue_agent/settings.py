@@ -11,21 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sdq_contracts.config import MAX_TASK_TIMEOUT_SECONDS, NAME_PATTERN, RuntimeType
+from sdq_contracts.settings import SettingsError, load
+
+__all__ = ["AgentSettings", "SettingsError", "load_settings"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class SettingsError(ValueError):
-    """Invalid environment; ``errors`` lists ``(VARIABLE, message)`` pairs."""
-
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        self.errors = errors
-        lines = "\n".join(f"  {name}: {msg}" for name, msg in errors)
-        super().__init__(f"invalid queue agent environment:\n{lines}")
 
 
 class AgentSettings(BaseSettings):
@@ -130,28 +124,16 @@ class AgentSettings(BaseSettings):
         return frozenset(b for b in (self.output_bucket, self.model_bucket) if b)
 
 
-_ALIASES = {
-    "aws_region": "AWS_REGION",
-    "aws_endpoint_url": "AWS_ENDPOINT_URL",
-    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
-}
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> AgentSettings:
-    """Read and validate the environment (or ``environ``); raises SettingsError per variable."""
-    try:
-        if environ is None:
-            return AgentSettings()
-        prefixed = {k: v for k, v in environ.items() if k.startswith("SDQ_")}
-        values: dict[str, object] = {k[4:].lower(): v for k, v in prefixed.items()}
-        for env in _ALIASES.values():
-            if env in environ:
-                values[env] = environ[env]
-        return AgentSettings.model_validate(values)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "(settings)"
-            name = _ALIASES.get(field, field if field.isupper() else f"SDQ_{field.upper()}")
-            errors.append((name, err["msg"]))
-        raise SettingsError(errors) from None
+    """Read and validate the environment (or ``environ``); SettingsError names each variable."""
+    return load(
+        AgentSettings,
+        environ,
+        service="queue agent",
+        plain=(
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+    )

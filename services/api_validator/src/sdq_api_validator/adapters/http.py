@@ -17,7 +17,6 @@ import structlog
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from sdq_api_validator.domain.errors import Busy, Conflict, DomainError, InvalidRequest, NotFound
 from sdq_api_validator.domain.service import (
     Accepted,
     Cancelled,
@@ -28,6 +27,7 @@ from sdq_api_validator.domain.service import (
     TaskService,
 )
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
+from sdq_api_validator.errors import Busy, Conflict, DomainError, InvalidRequest, NotFound
 from sdq_contracts.messages import ApiVersion
 from sdq_contracts.requests import ErrorBody, ErrorDetail
 
@@ -210,7 +210,7 @@ class Api:
             status, body = exc.status, exc.body()
             bound = bound.bind(error_code=exc.code, field=exc.field)
         except Exception as exc:
-            bound.exception("request failed")
+            bound.exception("request_failed")
             span.record_exception(exc)
             failure = HttpError(
                 500,
@@ -220,7 +220,7 @@ class Api:
             status, body = failure.status, failure.body()
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         level = "warning" if 400 <= status < 500 else ("error" if status >= 500 else "info")
-        getattr(bound, level)("request handled", status=status, elapsed_ms=elapsed_ms)
+        getattr(bound, level)("request_handled", status=status, elapsed_ms=elapsed_ms)
         return {
             "statusCode": status,
             "headers": JSON_HEADERS | headers,

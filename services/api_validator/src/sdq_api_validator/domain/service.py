@@ -14,7 +14,6 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from sdq_api_validator.domain.errors import Busy, bad_request, conflict, not_found
 from sdq_api_validator.domain.ports import ClaimStore, Publisher, StatusStore
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_api_validator.domain.validation import (
@@ -22,6 +21,7 @@ from sdq_api_validator.domain.validation import (
     validate_v1alpha1,
     validate_v1alpha2,
 )
+from sdq_api_validator.errors import Busy, bad_request, conflict, not_found
 from sdq_contracts.config import NAME_PATTERN, RuntimeConfig
 from sdq_contracts.keys import claim_check_key, output_location
 from sdq_contracts.messages import (

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from sdq_api_validator.domain.errors import InvalidRequest, bad_request
+from sdq_api_validator.errors import InvalidRequest, bad_request
 from sdq_contracts.config import RuntimeConfig, RuntimeType
 from sdq_contracts.messages import ApiVersion, TaskMessage
 from sdq_contracts.requests import (
@@ -282,7 +282,16 @@ def _check_invokeai_graph(content: dict[str, Any], root: str) -> None:
             '({"nodes": {id: {"type", ...}}, "edges": [...]})',
             f"{graph_at}.nodes",
         )
-    nodes = graph["nodes"]
+    _check_invokeai_nodes(graph["nodes"], graph_at)
+    _check_invokeai_edges(graph.get("edges", []), graph["nodes"], graph_at)
+    runs = batch.get("runs", 1) if batch is not graph else 1
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= _MAX_IMAGES_PER_TASK:
+        raise bad_request(
+            f"{where}.runs: expected an integer from 1 to {_MAX_IMAGES_PER_TASK}", f"{where}.runs"
+        )
+
+
+def _check_invokeai_nodes(nodes: dict[str, Any], graph_at: str) -> None:
     if len(nodes) > _MAX_NODES:
         raise bad_request(f"{graph_at}.nodes: more than {_MAX_NODES} nodes", f"{graph_at}.nodes")
     for node_id, node in nodes.items():
@@ -292,7 +301,9 @@ def _check_invokeai_graph(content: dict[str, Any], root: str) -> None:
         for name, value in node.items():
             if isinstance(value, dict) and set(value) == {"image_name"}:
                 _check_image_ref(value["image_name"], f"{at}.{name}.image_name")
-    edges = graph.get("edges", [])
+
+
+def _check_invokeai_edges(edges: Any, nodes: dict[str, Any], graph_at: str) -> None:
     if not isinstance(edges, list):
         raise bad_request(f"{graph_at}.edges: expected a list", f"{graph_at}.edges")
     for i, edge in enumerate(edges):
@@ -304,11 +315,6 @@ def _check_invokeai_graph(content: dict[str, Any], root: str) -> None:
                     '({"node_id", "field"})',
                     f"{graph_at}.edges[{i}].{end}",
                 )
-    runs = batch.get("runs", 1) if batch is not graph else 1
-    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= _MAX_IMAGES_PER_TASK:
-        raise bad_request(
-            f"{where}.runs: expected an integer from 1 to {_MAX_IMAGES_PER_TASK}", f"{where}.runs"
-        )
 
 
 def check_content(tasktype: TaskType, content: dict[str, Any], root: str) -> None:
@@ -321,35 +327,42 @@ def check_content(tasktype: TaskType, content: dict[str, Any], root: str) -> Non
         return
     _check_generation_params(content, root)
     if tasktype is TaskType.IMAGE_TO_IMAGE:
-        images = content.get("init_images")
-        if not isinstance(images, list) or not images:
-            raise bad_request(
-                f"{root}.init_images: image-to-image needs a non-empty list of input images",
-                f"{root}.init_images",
-            )
-        for i, image in enumerate(images):
-            _check_image_ref(image, f"{root}.init_images[{i}]")
-        if "mask" in content and content["mask"] is not None:
-            _check_image_ref(content["mask"], f"{root}.mask")
+        _check_init_images(content, root)
     elif tasktype is TaskType.EXTRA_SINGLE_IMAGE:
         _check_image_ref(content.get("image"), f"{root}.image")
     elif tasktype is TaskType.EXTRA_BATCH_IMAGES:
-        items = content.get("imageList")
-        if not isinstance(items, list) or not items:
+        _check_image_list(content.get("imageList"), root)
+
+
+def _check_init_images(content: dict[str, Any], root: str) -> None:
+    images = content.get("init_images")
+    if not isinstance(images, list) or not images:
+        raise bad_request(
+            f"{root}.init_images: image-to-image needs a non-empty list of input images",
+            f"{root}.init_images",
+        )
+    for i, image in enumerate(images):
+        _check_image_ref(image, f"{root}.init_images[{i}]")
+    if "mask" in content and content["mask"] is not None:
+        _check_image_ref(content["mask"], f"{root}.mask")
+
+
+def _check_image_list(items: Any, root: str) -> None:
+    if not isinstance(items, list) or not items:
+        raise bad_request(
+            f"{root}.imageList: extra-batch-images needs a non-empty list of {{data, name}}",
+            f"{root}.imageList",
+        )
+    if len(items) > _MAX_IMAGES_PER_TASK:
+        raise bad_request(
+            f"{root}.imageList: at most {_MAX_IMAGES_PER_TASK} images", f"{root}.imageList"
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
             raise bad_request(
-                f"{root}.imageList: extra-batch-images needs a non-empty list of {{data, name}}",
-                f"{root}.imageList",
+                f"{root}.imageList[{i}]: expected {{data, name}}", f"{root}.imageList[{i}]"
             )
-        if len(items) > _MAX_IMAGES_PER_TASK:
-            raise bad_request(
-                f"{root}.imageList: at most {_MAX_IMAGES_PER_TASK} images", f"{root}.imageList"
-            )
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise bad_request(
-                    f"{root}.imageList[{i}]: expected {{data, name}}", f"{root}.imageList[{i}]"
-                )
-            _check_image_ref(item.get("data"), f"{root}.imageList[{i}].data")
+        _check_image_ref(item.get("data"), f"{root}.imageList[{i}].data")
 
 
 def _requested_model(content: dict[str, Any]) -> tuple[str, str] | None:

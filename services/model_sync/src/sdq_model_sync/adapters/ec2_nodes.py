@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sdq_contracts.naming import NODE_ROLE_GPU, NODE_TAG_CLUSTER, NODE_TAG_ROLE
-from sdq_model_sync.domain.errors import TransientSyncError
+from sdq_model_sync.errors import TransientSyncError
 
 
 class Ec2GpuNodes:

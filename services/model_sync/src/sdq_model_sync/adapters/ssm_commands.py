@@ -8,8 +8,8 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sdq_model_sync.domain.commands import NodeCommand
-from sdq_model_sync.domain.errors import NodesNotManaged, TransientSyncError
 from sdq_model_sync.domain.ports import NodeResult
+from sdq_model_sync.errors import NodesNotManaged, TransientSyncError
 
 DOCUMENT_NAME = "AWS-RunShellScript"
 
@@ -69,7 +69,7 @@ class SsmCommands:
                     )
         except (BotoCoreError, ClientError) as exc:
             log.warning(
-                "model_sync.node_results_unavailable", command_id=command_id, error=str(exc)
+                "model_sync_node_results_unavailable", command_id=command_id, error=str(exc)
             )
             return ()
         return tuple(results)

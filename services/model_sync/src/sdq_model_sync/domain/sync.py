@@ -18,9 +18,9 @@ from sdq_model_sync.domain.commands import (
     node_command,
     select_changes,
 )
-from sdq_model_sync.domain.errors import NodesNotManaged, TransientSyncError
 from sdq_model_sync.domain.events import EventOrigin, ObjectChange, ParsedEvent, parse_event
 from sdq_model_sync.domain.ports import CommandSender, NodeFinder, NodeResult
+from sdq_model_sync.errors import NodesNotManaged, TransientSyncError
 
 log = structlog.get_logger("sdq_model_sync")
 tracer = trace.get_tracer("sdq_model_sync")
@@ -100,7 +100,7 @@ class ModelSync:
             span.set_attribute("sdq.keys", len(outcome.changes))
             span.set_attribute("sdq.targeted", len(outcome.targeted))
         log.info(
-            "model_sync.done",
+            "model_sync_done",
             status=str(outcome.status),
             origin=str(outcome.origin),
             bucket=outcome.bucket,
@@ -116,7 +116,7 @@ class ModelSync:
 
     def _sync(self, parsed: ParsedEvent) -> SyncOutcome:
         for problem in parsed.malformed:
-            log.warning("model_sync.malformed_record", problem=problem)
+            log.warning("model_sync_malformed_record", problem=problem)
         selection = select_changes(parsed.changes, self.spec.bucket, self.spec.prefix)
         base = SyncOutcome(
             status=SyncStatus.IGNORED,
@@ -126,7 +126,7 @@ class ModelSync:
             malformed=parsed.malformed,
         )
         log.info(
-            "model_sync.event",
+            "model_sync_event",
             bucket=self.spec.bucket,
             keys=len(selection.relevant),
             messages=len(parsed.messages),
@@ -141,14 +141,14 @@ class ModelSync:
                 instance_ids = self.nodes.gpu_nodes()
                 span.set_attribute("sdq.nodes", len(instance_ids))
             if not instance_ids:
-                log.info("model_sync.no_nodes", bucket=self.spec.bucket)
+                log.info("model_sync_no_nodes", bucket=self.spec.bucket)
                 return replace(base, status=SyncStatus.NO_NODES)
             sent: list[tuple[str, tuple[str, ...]]] = []
             not_managed: list[str] = []
             for chunk in chunked(instance_ids):
                 self._send(chunk, command, sent, not_managed)
         except TransientSyncError as exc:
-            log.error("model_sync.failed", error=str(exc))
+            log.error("model_sync_failed", error=str(exc))
             relevant = set(selection.relevant)
             retry = tuple(
                 m.message_id
@@ -159,7 +159,7 @@ class ModelSync:
         results = tuple(r for command_id, _ in sent for r in self.sender.results(command_id))
         for result in results:
             log.info(
-                "model_sync.node_result",
+                "model_sync_node_result",
                 instance_id=result.instance_id,
                 status=result.status,
                 response_code=result.response_code,
@@ -192,16 +192,16 @@ class ModelSync:
                 span.set_attribute("sdq.command_id", command_id)
         except NodesNotManaged as exc:
             if len(chunk) == 1:
-                log.warning("model_sync.node_not_managed", instance_id=chunk[0])
+                log.warning("model_sync_node_not_managed", instance_id=chunk[0])
                 not_managed.append(chunk[0])
                 return
-            log.info("model_sync.narrowing_targets", targets=len(chunk), detail=str(exc))
+            log.info("model_sync_narrowing_targets", targets=len(chunk), detail=str(exc))
             half = len(chunk) // 2
             self._send(chunk[:half], command, sent, not_managed)
             self._send(chunk[half:], command, sent, not_managed)
             return
         log.info(
-            "model_sync.command_sent",
+            "model_sync_command_sent",
             command_id=command_id,
             instances=len(chunk),
             bucket=self.spec.bucket,

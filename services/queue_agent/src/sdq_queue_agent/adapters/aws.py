@@ -6,6 +6,8 @@ Retries of AWS calls are botocore's (standard mode); anything that still fails b
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -37,7 +39,10 @@ from sdq_queue_agent.domain.model import (
     ReceivedMessage,
     refused_claim,
 )
-from sdq_queue_agent.errors import AwsError, InputRefusedError, InputTooLargeError
+from sdq_queue_agent.errors import AwsError, InputRefusedError, InputTooLargeError, StartupError
+
+# A key that never exists: start-up reads it to open connections (warm-up).
+WARMUP_KEY = "_sdq/agent-warm-up"
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden"})
@@ -131,6 +136,18 @@ class SqsQueue:
             resp = await self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=names)
         return all(int(resp.get("Attributes", {}).get(n, "0")) == 0 for n in names)
 
+    async def redrive_max_receive_count(self) -> int | None:
+        """Start-up check: the queue exists and is readable (StartupError if not); the
+        ``maxReceiveCount`` of its redrive policy, None without a dead-letter queue."""
+        try:
+            resp = await self._sqs.get_queue_attributes(
+                QueueUrl=self._url, AttributeNames=["RedrivePolicy"]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StartupError(f"cannot read the queue {self._url}: {exc}") from None
+        redrive = json.loads(resp.get("Attributes", {}).get("RedrivePolicy") or "{}")
+        return int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None
+
 
 class S3Store:
     def __init__(self, client: Any) -> None:
@@ -139,6 +156,11 @@ class S3Store:
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         async with _aws("PutObject"):
             await self._s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def warm_up(self, bucket: str) -> None:
+        """Open the connection before the first task (a HEAD of a key that never exists)."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            await self._s3.head_object(Bucket=bucket, Key=WARMUP_KEY)
 
     async def get(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str]:
         uri = f"s3://{bucket}/{key}"
@@ -195,6 +217,11 @@ class DynamoStatusStore:
 
     def _key(self, task_id: str) -> dict[str, Any]:
         return {"id": {"S": task_id}}
+
+    async def warm_up(self) -> None:
+        """Open the connection before the first task (a read of a key that never exists)."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            await self._ddb.get_item(TableName=self._table, Key=self._key(WARMUP_KEY))
 
     async def _update(
         self, task_id: str, expression: str, condition: str, values: dict[str, Any]

@@ -147,10 +147,10 @@ class ComfyUiRuntime:
             removed = await asyncio.to_thread(remove)
         except OSError as exc:
             _log.warning(
-                "could not remove the task's ComfyUI files", task_id=task_id, error=str(exc)
+                "could_not_remove_the_task_s_comfyui_files", task_id=task_id, error=str(exc)
             )
             return
-        _log.debug("removed the task's ComfyUI files", task_id=task_id, folders=removed)
+        _log.debug("removed_the_task_s_comfyui_files", task_id=task_id, folders=removed)
 
     async def _execute(self, request: RuntimeRequest, prompt_id: str) -> dict[str, Any]:
         ws_url = f"{self._base}/ws?clientId={self.client_id}"
@@ -186,7 +186,7 @@ class ComfyUiRuntime:
             try:
                 await self._cancel_prompt(prompt_id)
             except RuntimeUnavailableError as exc:
-                _log.warning("could not cancel a partly valid prompt", error=exc.message)
+                _log.warning("could_not_cancel_a_partly_valid_prompt", error=exc.message)
             raise error
 
     async def _wait_terminal(self, ws: aiohttp.ClientWebSocketResponse, prompt_id: str) -> bool:
@@ -234,7 +234,7 @@ class ComfyUiRuntime:
                 self._jobs_api = (
                     resp.status == 200 and isinstance(payload, dict) and "jobs" in payload
                 )
-            _log.info("ComfyUI jobs API", available=self._jobs_api)
+            _log.info("comfyui_jobs_api", available=self._jobs_api)
         return self._jobs_api
 
     async def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
@@ -325,7 +325,7 @@ class ComfyUiRuntime:
         if prompt_id is None:
             return
         await self._cancel_prompt(prompt_id)
-        _log.info("interrupted the ComfyUI prompt", task_id=task_id, prompt_id=prompt_id)
+        _log.info("interrupted_the_comfyui_prompt", task_id=task_id, prompt_id=prompt_id)
 
     async def _cancel_prompt(self, prompt_id: str) -> None:
         """Stop one prompt, running or queued: the jobs route where the server has it."""
@@ -343,7 +343,7 @@ class ComfyUiRuntime:
             route_missing = status in (404, 405) and not isinstance(payload, dict)
             if self._jobs_cancel is None:
                 self._jobs_cancel = not route_missing
-                _log.info("ComfyUI jobs cancel route", available=self._jobs_cancel)
+                _log.info("comfyui_jobs_cancel_route", available=self._jobs_cancel)
             if not route_missing:
                 return
         async with (

@@ -123,20 +123,8 @@ class UrlFetcher:
                         url = urljoin(str(resp.url), location)
                         shown = redact_url(url)
                         continue
-                    if resp.status >= 500 or resp.status == 429:
-                        raise InputUnavailableError(f"{shown}: HTTP {resp.status}")
-                    if resp.status != 200:
-                        raise InputRefusedError(f"{shown}: HTTP {resp.status}")
-                    content_type = resp.headers.get("Content-Type", "")
-                    if not is_image_type(content_type):
-                        raise InputRefusedError(
-                            f"{shown}: content type {content_type or '(none)'!r} is not an image"
-                        )
-                    if resp.content_length is not None and resp.content_length > self.max_bytes:
-                        raise InputTooLargeError(
-                            f"{shown}: {resp.content_length} bytes is over the {self.max_bytes} byte limit"
-                        )
-                    return await self._read_capped(resp, shown), content_type.split(";")[0].strip()
+                    content_type = self._check_answer(resp, shown)
+                    return await self._read_capped(resp, shown), content_type
             except TaskFailure:
                 raise
             except aiohttp.ClientConnectorError as exc:
@@ -149,6 +137,24 @@ class UrlFetcher:
             except aiohttp.ClientError as exc:
                 raise InputUnavailableError(f"{shown}: {type(exc).__name__}") from None
         raise InputRefusedError(f"{shown}: more than {MAX_REDIRECTS} redirects")
+
+    def _check_answer(self, resp: aiohttp.ClientResponse, shown: str) -> str:
+        """The answer's media type, or the failure it is: a server error is worth a retry; any
+        other status, a non-image or an announced size over the limit is refused."""
+        if resp.status >= 500 or resp.status == 429:
+            raise InputUnavailableError(f"{shown}: HTTP {resp.status}")
+        if resp.status != 200:
+            raise InputRefusedError(f"{shown}: HTTP {resp.status}")
+        content_type = resp.headers.get("Content-Type", "")
+        if not is_image_type(content_type):
+            raise InputRefusedError(
+                f"{shown}: content type {content_type or '(none)'!r} is not an image"
+            )
+        if resp.content_length is not None and resp.content_length > self.max_bytes:
+            raise InputTooLargeError(
+                f"{shown}: {resp.content_length} bytes is over the {self.max_bytes} byte limit"
+            )
+        return content_type.split(";")[0].strip()
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
         chunks: list[bytes] = []

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sdq_queue_agent.metrics import AgentMetrics
+from sdq_queue_agent.adapters.prometheus import PrometheusMetrics
 
 
 @dataclass
@@ -23,7 +23,7 @@ def _status(ok: bool, text: str) -> web.Response:
 
 
 async def start_health_server(
-    state: HealthState, metrics: AgentMetrics, port: int
+    state: HealthState, metrics: PrometheusMetrics, port: int
 ) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return _status(state.alive, "alive" if state.alive else "worker loop died")

@@ -104,7 +104,7 @@ class InvokeAiRuntime:
             raise StartupError(str(exc)) from None
         except RuntimeRejectedError as exc:
             raise StartupError(f"InvokeAI cannot use the static model: {exc.message}") from None
-        _log.info("static model ready", model=found.get("name"), key=found.get("key"))
+        _log.info("static_model_ready", model=found.get("name"), key=found.get("key"))
 
     async def resolve_model(self, name: str, model_type: str | None) -> dict[str, Any]:
         """The ModelIdentifierField InvokeAI knows ``name`` by; installs it from the node's model
@@ -151,7 +151,7 @@ class InvokeAiRuntime:
                 f"InvokeAI has no model {name!r}, and the node's model cache "
                 f"({self._models_dir}) has no file by that name"
             )
-        _log.info("installing a model into InvokeAI from the node cache", model=name, path=path)
+        _log.info("installing_a_model_into_invokeai_from_the_node_cache", model=name, path=path)
         async with (
             unavailable_on_network_error("POST models/install"),
             self._session.post(
@@ -184,7 +184,7 @@ class InvokeAiRuntime:
                 f"{record.get('type')!r} model (base {record.get('base')!r}), not {model_type!r}; "
                 "its probe did not recognise the file"
             )
-        _log.info("model installed", model=record.get("name"), key=record.get("key"))
+        _log.info("model_installed", model=record.get("name"), key=record.get("key"))
         return dict(record)
 
     async def _wait_install(self, job_id: int, job: dict[str, Any]) -> dict[str, Any]:
@@ -390,7 +390,7 @@ class InvokeAiRuntime:
         if run is not None:
             await self._cancel_items(run)
             _log.info(
-                "canceled the InvokeAI queue items", task_id=task_id, items=list(run.item_ids)
+                "canceled_the_invokeai_queue_items", task_id=task_id, items=list(run.item_ids)
             )
 
     async def _cancel_items(self, run: _Run) -> None:
@@ -423,4 +423,4 @@ class InvokeAiRuntime:
                         continue
             left.append(what)
         if left:
-            _log.warning("could not delete from InvokeAI", task_id=task_id, left=left)
+            _log.warning("could_not_delete_from_invokeai", task_id=task_id, left=left)

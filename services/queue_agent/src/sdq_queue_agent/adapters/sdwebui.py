@@ -78,9 +78,9 @@ class SdWebUiRuntime:
             options, _ = await read_json(resp)
         loaded = options.get("sd_model_checkpoint") if isinstance(options, dict) else None
         if loaded == title:
-            _log.info("static model loaded", model=title)
+            _log.info("static_model_loaded", model=title)
             return
-        _log.info("loading the static model", model=title, loaded=loaded)
+        _log.info("loading_the_static_model", model=title, loaded=loaded)
         async with (
             unavailable_on_network_error("POST options"),
             self._session.post(

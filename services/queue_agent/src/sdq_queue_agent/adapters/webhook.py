@@ -45,18 +45,18 @@ class HttpWebhookSender:
                 vet_url(url, self._allowlist)
                 status = await self._post(url, body)
             except TaskFailure as exc:
-                log.warning("webhook refused", error=exc.message)
+                log.warning("webhook_refused", error=exc.message)
                 return False
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = None
-                log.warning("webhook attempt failed", attempt=attempt, error=type(exc).__name__)
+                log.warning("webhook_attempt_failed", attempt=attempt, error=type(exc).__name__)
             if status is not None:
                 if 200 <= status < 300:
                     return True
                 if status != 429 and status < 500:
-                    log.warning("webhook rejected", status=status)
+                    log.warning("webhook_rejected", status=status)
                     return False
-                log.warning("webhook attempt failed", attempt=attempt, status=status)
+                log.warning("webhook_attempt_failed", attempt=attempt, status=status)
             if attempt < self._attempts:
                 await asyncio.sleep(self._backoff * (2 ** (attempt - 1)))
         return False

@@ -21,9 +21,8 @@ from sdq_contracts.messages import TaskMessage
 from sdq_queue_agent.domain.clock import Clock
 from sdq_queue_agent.domain.model import ReceivedMessage
 from sdq_queue_agent.domain.policy import WorkerConfig
-from sdq_queue_agent.domain.ports import StatusStore, TaskQueue
+from sdq_queue_agent.domain.ports import Metrics, StatusStore, TaskQueue
 from sdq_queue_agent.errors import TaskFailure
-from sdq_queue_agent.metrics import AgentMetrics
 
 _tracer = trace.get_tracer("sdq_queue_agent")
 _xray = AwsXRayPropagator()
@@ -104,7 +103,7 @@ class HeldRegistry:
     """Every held message by receipt handle; capacity is derived from their phases (no counter
     kept by hand), and every change wakes whoever waits on :meth:`wait_for`."""
 
-    def __init__(self, config: WorkerConfig, clock: Clock, metrics: AgentMetrics) -> None:
+    def __init__(self, config: WorkerConfig, clock: Clock, metrics: Metrics) -> None:
         self._cfg = config
         self._clock = clock
         self._metrics = metrics
@@ -201,7 +200,7 @@ class HeldRegistry:
             try:
                 await queue.extend([h.message for h in due], self._cfg.visibility)
             except TaskFailure as exc:
-                _log.warning("visibility heartbeat failed", error=str(exc), messages=len(due))
+                _log.warning("visibility_heartbeat_failed", error=str(exc), messages=len(due))
         # Cancel requests: for tasks generating (interrupt) and tasks waiting to (skip).
         check = [
             h
@@ -225,10 +224,10 @@ class HeldRegistry:
             if await status.renew(task.id, held.holder, self.lease_until()):
                 return
         except TaskFailure as exc:
-            held.log.warning("could not renew the task's lease", error=str(exc))
+            held.log.warning("could_not_renew_the_task_s_lease", error=str(exc))
             return
         if held.generating:  # another receive took the task over: stop and hand it back
-            held.log.warning("lost the task's lease; interrupting and handing it back")
+            held.log.warning("lost_the_task_s_lease_interrupting_and_handing_it_back")
             held.leased = False
             held.raise_signal("release")
 
@@ -236,7 +235,7 @@ class HeldRegistry:
     async def _check_cancel(held: Held, task: TaskMessage, status: StatusStore) -> None:
         try:
             if await status.cancel_requested(task.id):
-                held.log.info("cancellation requested")
+                held.log.info("cancellation_requested")
                 held.raise_signal("cancel")
         except TaskFailure as exc:
-            held.log.warning("could not read the status row", error=str(exc))
+            held.log.warning("could_not_read_the_status_row", error=str(exc))

@@ -24,6 +24,7 @@ from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, RuntimeResult
 from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
 from sdq_queue_agent.domain.ports import (
+    Metrics,
     ObjectStore,
     ResultPublisher,
     StatusStore,
@@ -33,7 +34,6 @@ from sdq_queue_agent.domain.ports import (
 from sdq_queue_agent.domain.preparation import Job, NotClaimed
 from sdq_queue_agent.domain.ssrf import redact_url
 from sdq_queue_agent.errors import TaskFailure
-from sdq_queue_agent.metrics import AgentMetrics
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -49,7 +49,7 @@ class Outcomes:
         publisher: ResultPublisher,
         status: StatusStore,
         webhooks: WebhookSender,
-        metrics: AgentMetrics,
+        metrics: Metrics,
         clock: Clock,
         spawn: Spawn,
     ) -> None:
@@ -105,7 +105,7 @@ class Outcomes:
         except TaskFailure as failure:
             await self.fail(held, failure)
             return
-        held.log.info("task completed", outputs=len(urls), timings=job.timings, announced=announced)
+        held.log.info("task_completed", outputs=len(urls), timings=job.timings, announced=announced)
         self._metrics.outcome("completed" if announced else "cancelled")
         await self._held.drop(held)
         if notification is not None and task.callback_url:
@@ -116,7 +116,7 @@ class Outcomes:
         try:
             await cleanup()
         except TaskFailure as exc:
-            held.log.warning("runtime clean-up after upload failed", error=str(exc))
+            held.log.warning("runtime_clean_up_after_upload_failed", error=str(exc))
 
     async def record_stage(self, held: Held, task: TaskMessage, stage: str) -> None:
         """Best effort, beside the work itself (never in series with the GPU)."""
@@ -124,7 +124,7 @@ class Outcomes:
             with held.within():
                 await self._status.stage(task.id, stage, self._clock.now())
         except TaskFailure as exc:
-            held.log.warning("could not record the task's stage", stage=stage, error=str(exc))
+            held.log.warning("could_not_record_the_task_s_stage", stage=stage, error=str(exc))
 
     async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[str]:
         bucket = self._cfg.output_bucket
@@ -189,14 +189,14 @@ class Outcomes:
             await self._duplicate(held, claim.lease_until)
             return
         state = claim.record.status.value if claim.record else "done"
-        held.log.info("task already finished; deleting the redelivered message", status=state)
+        held.log.info("task_already_finished_deleting_the_redelivered_message", status=state)
         try:
             with held.within():
                 if claim.unannounced and claim.record is not None:
                     await self._announce_record(task, held, claim.record)
                 await self._queue.delete(held.message)
         except TaskFailure as exc:
-            held.log.warning("could not settle a finished task's message", cause=str(exc))
+            held.log.warning("could_not_settle_a_finished_task_s_message", cause=str(exc))
         self._metrics.outcome("skipped")
         await self._held.drop(held)
 
@@ -210,14 +210,14 @@ class Outcomes:
             with held.within():
                 await self._queue.set_visibility(held.message, delay)
         except TaskFailure as exc:
-            held.log.warning("could not delay a duplicate delivery", cause=str(exc))
-        held.log.info("duplicate delivery of a task held elsewhere; handed back", retry_in_s=delay)
+            held.log.warning("could_not_delay_a_duplicate_delivery", cause=str(exc))
+        held.log.info("duplicate_delivery_of_a_task_held_elsewhere_handed_back", retry_in_s=delay)
         self._metrics.outcome("duplicate")
         await self._held.drop(held)
 
     async def _announce_record(self, task: TaskMessage, held: Held, record: StatusRecord) -> None:
         """A redelivered task whose final notification never went out: announce it now."""
-        held.log.warning("announcing a finished task whose notification was not confirmed")
+        held.log.warning("announcing_a_finished_task_whose_notification_was_not_confirmed")
         await self._publish(
             self._notification(
                 task, held, record.status, urls=list(record.outputs), error=record.error
@@ -251,20 +251,20 @@ class Outcomes:
                     held.leased = False
                 if decision.verdict is Verdict.FAIL:
                     await self._queue.delete(message)
-                    log.error("task failed permanently; message deleted")
+                    log.error("task_failed_permanently_message_deleted")
                     self._metrics.outcome("failed")
                 elif decision.verdict is Verdict.FAIL_LAST:
                     await self._queue.set_visibility(message, 0)
                     log.error(
-                        "task failed on its last allowed receive; left for the dead-letter queue"
+                        "task_failed_on_its_last_allowed_receive_left_for_the_dead_letter_queue"
                     )
                     self._metrics.outcome("failed")
                 else:
                     await self._queue.set_visibility(message, decision.delay)
-                    log.warning("task failed transiently; will retry", retry_in_s=decision.delay)
+                    log.warning("task_failed_transiently_will_retry", retry_in_s=decision.delay)
                     self._metrics.outcome("retried")
         except TaskFailure as exc:
-            log.error("could not record the failure; the message will reappear", cause=str(exc))
+            log.error("could_not_record_the_failure_the_message_will_reappear", cause=str(exc))
         await self._held.drop(held)
 
     async def poison(self, held: Held, poison: PoisonMessage) -> None:
@@ -294,8 +294,8 @@ class Outcomes:
                     )
                 await self._queue.set_visibility(message, 0)
         except TaskFailure as exc:
-            log.error("could not hand back a poison message", cause=str(exc))
-        log.error("poison message; leaving it for the dead-letter queue", last_receive=last)
+            log.error("could_not_hand_back_a_poison_message", cause=str(exc))
+        log.error("poison_message_leaving_it_for_the_dead_letter_queue", last_receive=last)
         self._metrics.outcome("poison")
         await self._held.drop(held)
 
@@ -311,11 +311,11 @@ class Outcomes:
                 await self._status.cancelled(task.id, self._clock.now())
                 await self._publish(self._notification(task, held, TaskState.CANCELLED))
                 await self._queue.delete(held.message)
-                held.log.info("task cancelled")
+                held.log.info("task_cancelled")
                 self._metrics.outcome("cancelled")
         except TaskFailure as exc:
             held.log.error(
-                "could not record the cancellation; the message will reappear", cause=str(exc)
+                "could_not_record_the_cancellation_the_message_will_reappear", cause=str(exc)
             )
         await self._held.drop(held)
 
@@ -327,9 +327,9 @@ class Outcomes:
                 await self._queue.set_visibility(held.message, 0)
         except TaskFailure as exc:
             held.log.warning(
-                "could not hand back the message; it reappears after its visibility", cause=str(exc)
+                "could_not_hand_back_the_message_it_reappears_after_its_visibility", cause=str(exc)
             )
-        held.log.info("message handed back", reason=reason)
+        held.log.info("message_handed_back", reason=reason)
         self._metrics.outcome("released")
         await self._held.drop(held)
 
@@ -342,7 +342,7 @@ class Outcomes:
                     held.message, self._cfg.backoff(held.message.receive_count)
                 )
         except TaskFailure as exc:
-            held.log.warning("could not delay the message", cause=str(exc))
+            held.log.warning("could_not_delay_the_message", cause=str(exc))
         await self._held.drop(held)
 
     async def _give_up_lease(self, held: Held) -> None:

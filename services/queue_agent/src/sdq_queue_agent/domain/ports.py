@@ -141,10 +141,52 @@ class Runtime(Protocol):
         ...
 
 
+class GaugeValue(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class Observations(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class Metrics(Protocol):
+    """What the worker counts and times; the Prometheus adapter serves it on /metrics."""
+
+    @property
+    def in_flight(self) -> GaugeValue:
+        """Messages held by the agent."""
+        ...
+
+    @property
+    def receive_seconds(self) -> Observations:
+        """Latency of one receive call (long polls included)."""
+        ...
+
+    @property
+    def queue_wait_seconds(self) -> Observations:
+        """Submit-to-receive time of tasks."""
+        ...
+
+    def outcome(self, outcome: str) -> None:
+        """One finished task by outcome (completed, failed, retried, cancelled, ...)."""
+        ...
+
+    def stage(self, stage: str, seconds: float) -> None:
+        """Duration of one task stage (prepare, fetch, generate, upload, notify)."""
+        ...
+
+    def busy(self, seconds: float) -> None:
+        """Seconds the runtime spent generating (the GPU duty cycle's numerator)."""
+        ...
+
+
 __all__ = [
+    "GaugeValue",
     "InputFetcher",
     "InputRef",
+    "Metrics",
     "ObjectStore",
+    "Observations",
     "ResultPublisher",
     "Runtime",
     "StatusStore",

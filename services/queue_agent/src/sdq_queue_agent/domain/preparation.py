@@ -25,7 +25,7 @@ from sdq_queue_agent.domain.model import (
 )
 from sdq_queue_agent.domain.parsing import parse_task
 from sdq_queue_agent.domain.policy import WorkerConfig, new_row
-from sdq_queue_agent.domain.ports import InputFetcher, ObjectStore, Runtime, StatusStore
+from sdq_queue_agent.domain.ports import InputFetcher, Metrics, ObjectStore, Runtime, StatusStore
 from sdq_queue_agent.errors import (
     InputRefusedError,
     InvalidTaskError,
@@ -33,7 +33,6 @@ from sdq_queue_agent.errors import (
     TaskCancelled,
     TaskFailure,
 )
-from sdq_queue_agent.metrics import AgentMetrics
 
 MAX_CLAIM_CHECK_BYTES = 64 * 1024 * 1024
 
@@ -69,7 +68,7 @@ class Preparer:
         status: StatusStore,
         fetcher: InputFetcher,
         runtime: Runtime,
-        metrics: AgentMetrics,
+        metrics: Metrics,
         clock: Clock,
     ) -> None:
         self._cfg = config
@@ -122,7 +121,7 @@ class Preparer:
         if claim.outcome is not ClaimOutcome.CLAIMED:
             return NotClaimed(task, claim)
         held.log.info(
-            "task received", tasktype=task.tasktype.value, attempt=held.message.receive_count
+            "task_received", tasktype=task.tasktype.value, attempt=held.message.receive_count
         )
         fetch_started = self._clock.monotonic()
         if request.inputs:

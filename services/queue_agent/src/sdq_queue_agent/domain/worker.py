@@ -16,7 +16,6 @@ Held messages, the capacity accounting and the visibility heartbeat live in :mod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -30,6 +29,7 @@ from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import WorkerConfig
 from sdq_queue_agent.domain.ports import (
     InputFetcher,
+    Metrics,
     ObjectStore,
     ResultPublisher,
     Runtime,
@@ -38,6 +38,7 @@ from sdq_queue_agent.domain.ports import (
     WebhookSender,
 )
 from sdq_queue_agent.domain.preparation import Job, NotClaimed, Preparer
+from sdq_queue_agent.domain.readiness import wait_for_runtime
 from sdq_queue_agent.errors import (
     DeadlineExceededError,
     RuntimeUnavailableError,
@@ -46,7 +47,6 @@ from sdq_queue_agent.errors import (
     TaskReleased,
     TransientTaskError,
 )
-from sdq_queue_agent.metrics import AgentMetrics
 
 _log = structlog.get_logger("sdq_queue_agent.worker")
 # How long the agent waits for the runtime to acknowledge an interrupt before moving on.
@@ -68,7 +68,7 @@ class Worker:
         fetcher: InputFetcher,
         webhooks: WebhookSender,
         runtime: Runtime,
-        metrics: AgentMetrics,
+        metrics: Metrics,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._cfg = config
@@ -132,7 +132,7 @@ class Worker:
             await self._held.wait_for(lambda: not len(self._held))
             heartbeat.cancel()
         self._tg = None
-        _log.info("worker stopped", holding=len(self._held))
+        _log.info("worker_stopped", holding=len(self._held))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], held: Held | None) -> None:
         if self._tg is None:  # only while run() is active; anything else is a bug
@@ -146,7 +146,7 @@ class Worker:
             await coro
         except Exception:
             log = held.log if held else _log
-            log.exception("unexpected error in a task stage; returning the message for retry")
+            log.exception("unexpected_error_in_a_task_stage_returning_the_message_for_retry")
             if held is not None and held in self._held:
                 await self._outcomes.backoff(held)
 
@@ -166,7 +166,7 @@ class Worker:
             try:
                 messages = await self._queue.receive(wanted, wait, self._cfg.visibility)
             except TransientTaskError as exc:
-                _log.warning("receive failed; retrying", error=str(exc))
+                _log.warning("receive_failed_retrying", error=str(exc))
                 await self._clock.sleep(1.0)
                 continue
             elapsed = self._clock.monotonic() - started
@@ -181,28 +181,17 @@ class Worker:
             if messages:
                 continue
             if burst and not len(self._held) and await self._queue.is_empty():
-                _log.info("burst mode: queue empty and nothing in flight")
+                _log.info("burst_mode_queue_empty_and_nothing_in_flight")
                 return
             if wait == 0:
                 await self._clock.sleep(EMPTY_POLL_PAUSE)  # short polls: do not spin
 
     async def _await_runtime(self) -> None:
-        """Ping the runtime until it answers again (each attempt logged) or the agent stops."""
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            try:
-                await self._runtime.ping()
-            except TaskFailure as exc:
-                _log.warning(
-                    "runtime unavailable; not receiving", attempt=attempt, error=exc.message
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._cfg.runtime_poll_seconds)
-                continue
-            _log.info("runtime answers again; receiving", attempt=attempt)
+        """Receive nothing until the runtime answers again (or the agent stops)."""
+        if await wait_for_runtime(
+            self._runtime, self._stop, interval=self._cfg.runtime_poll_seconds
+        ):
             self._runtime_down = False
-            return
 
     # ----------------------------------------------------------------------- prepare
 
@@ -267,7 +256,7 @@ class Worker:
                 await self._outcomes.release(held, "drain budget exhausted; interrupted")
                 continue
             except Exception:
-                held.log.exception("unexpected error during generation; returning the message")
+                held.log.exception("unexpected_error_during_generation_returning_the_message")
                 held.phase = Phase.FINISHING
                 await self._outcomes.backoff(held)
                 continue
@@ -317,12 +306,12 @@ class Worker:
         )
 
     async def _interrupt(self, job: Job, run: asyncio.Future[RuntimeResult]) -> None:
-        job.held.log.warning("interrupting the runtime", reason=job.held.signal)
+        job.held.log.warning("interrupting_the_runtime", reason=job.held.signal)
         try:
             async with asyncio.timeout(INTERRUPT_CALL_TIMEOUT):
                 await self._runtime.interrupt(job.request.task_id)
         except (TimeoutError, TaskFailure) as exc:
-            job.held.log.warning("runtime interrupt failed", error=str(exc))
+            job.held.log.warning("runtime_interrupt_failed", error=str(exc))
         # Let the interrupted request come back so the runtime is free for the next task.
         await asyncio.wait({run}, timeout=self._cfg.interrupt_grace)
         if run.done() and not run.cancelled():
@@ -333,7 +322,7 @@ class Worker:
     async def _drain_on_stop(self) -> None:
         await self._stop.wait()
         await self._held.notify()
-        _log.info("stopping: receiving no more; handing back prefetched messages")
+        _log.info("stopping_receiving_no_more_handing_back_prefetched_messages")
         while not self._ready.empty():
             job = self._ready.get_nowait()
             if job is not None:

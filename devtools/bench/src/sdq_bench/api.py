@@ -1,7 +1,7 @@
 """Benchmark of the api_validator handler: cold import time and first-request time in a fresh
 interpreter, and warm p50/p99 latency of submit and status against a moto server.
 
-    python -m sdq_local.bench_api [--requests 300] [--json]
+    python -m sdq_bench.api [--requests 300] [--json]
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from typing import Any
 import aiohttp
 
 from sdq_api_validator.app import build_api
-from sdq_api_validator.logs import configure as configure_logs
-from sdq_api_validator.settings import Settings
+from sdq_api_validator.settings import load_settings
 from sdq_contracts import load_config
 from sdq_contracts.config import runtimes_env
 from sdq_local.processes import ManagedProcess, python_module
 from sdq_local.provision import provision
-from sdq_local.stack import HOST, LOCAL_CREDENTIALS, free_port
+from sdq_local.stack import HOST, LOCAL_CREDENTIALS
+from sdq_observability.logs import configure_logging
+from sdq_runtime_emulator.harness import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 
@@ -66,7 +67,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(requests: int, cold_runs: int) -> dict[str, Any]:
-    configure_logs("WARNING")  # one info line per request would dominate the measurement
+    configure_logging("WARNING")  # one info line per request would dominate the measurement
     cfg = load_config(REPO_ROOT / "config.yaml")
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
@@ -111,7 +112,7 @@ def run(requests: int, cold_runs: int) -> dict[str, Any]:
             )
             cold.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-        api = build_api(Settings.from_env(env), endpoint_url=endpoint)
+        api = build_api(load_settings(env), endpoint_url=endpoint)
         submit, status = [], []
         for i in range(requests):
             b = copy.deepcopy(body)

@@ -1,14 +1,14 @@
-"""sdq queue-agent benchmark: GPU duty cycle, throughput and overhead under a backlog.
+"""sdq queue-agent benchmark (``make bench``): GPU duty cycle, throughput and overhead under a backlog.
 
 Per scenario: a moto server in its own process, an optional delaying proxy in front of it (every
 AWS call of the agent pays ``--aws-latency-ms``), the runtime emulator with a fixed generation
 time and image size, the sdq resources provisioned from a generated config, a backlog of N
 tasks, then the agent (any command line, ``--agent-cmd``) until every task is announced.
 
-    python devtools/bench/sdq_bench.py                 # default scenarios, a table
-    python devtools/bench/sdq_bench.py --json          # one JSON object per scenario
-    python devtools/bench/sdq_bench.py --gen-s 0.2 --tasks 50 --agent-cmd "python -m other_agent"
-    python devtools/bench/sdq_bench.py --runtime-type invokeai   # the agent's InvokeAI adapter
+    python -m sdq_bench.agent                 # default scenarios, a table
+    python -m sdq_bench.agent --json          # one JSON object per scenario
+    python -m sdq_bench.agent --gen-s 0.2 --tasks 50 --agent-cmd "python -m other_agent"
+    python -m sdq_bench.agent --runtime-type invokeai   # the agent's InvokeAI adapter
 
 Duty cycle = generation time / wall time while the backlog lasts, both read from the emulator's
 log (first generation start to last generation end): the GPU's view, where any per-task work
@@ -25,7 +25,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from sdq_contracts.config import DeploymentConfig, parse_config
 from sdq_contracts.keys import output_location
 from sdq_contracts.messages import ATTR_RUNTIME, StatusRecord, TaskMessage, TaskState
 from sdq_local.provision import Provisioned, observe_topic, provision
+from sdq_runtime_emulator.harness import free_port
 
 REGION = "us-west-2"
 RUNTIME = "bench"
@@ -90,12 +90,6 @@ class Result:
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float, what: str) -> None:

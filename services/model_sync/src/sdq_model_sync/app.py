@@ -1,27 +1,35 @@
-"""Composition root: settings from the environment once, boto3 clients once per container."""
+"""Composition root: settings → logs and traces → boto3 clients (once per container) →
+adapters → ModelSync."""
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from sdq_model_sync import telemetry
 from sdq_model_sync.adapters.ec2_nodes import Ec2GpuNodes
 from sdq_model_sync.adapters.ssm_commands import SsmCommands
 from sdq_model_sync.domain.commands import NodeSyncSpec
 from sdq_model_sync.domain.ports import CommandSender, NodeFinder
 from sdq_model_sync.domain.sync import ModelSync
-from sdq_model_sync.logs import configure_logging
-from sdq_model_sync.settings import Settings
+from sdq_model_sync.settings import Settings, load_settings
+from sdq_observability.logs import configure_logging
+from sdq_observability.tracing import configure_tracing
+
+SERVICE_NAME = "sdq-model-sync"
 
 _TIMEOUTS = {"connect_timeout": 5, "read_timeout": 20}
 _RETRYING = Config(retries={"mode": "standard", "max_attempts": 4}, **_TIMEOUTS)
 # Reporting what is visible right after sending is best effort: one attempt, no backoff.
 _ONE_SHOT = Config(retries={"mode": "standard", "total_max_attempts": 1}, **_TIMEOUTS)
+
+
+def configure_observability(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    # Spans go over OTLP to the ADOT collector layer when it is configured; else a no-op.
+    configure_tracing(SERVICE_NAME, otlp_endpoint=settings.otel_exporter_otlp_endpoint)
 
 
 def node_sync_spec(settings: Settings) -> NodeSyncSpec:
@@ -58,6 +66,6 @@ def build_model_sync(
 @functools.cache
 def lambda_app() -> ModelSync:
     """Built on the first invocation and reused by every warm invocation of the container."""
-    configure_logging(os.environ.get("SDQ_LOG_LEVEL", "INFO"))
-    telemetry.configure(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    return build_model_sync(Settings.from_env(os.environ))
+    settings = load_settings()
+    configure_observability(settings)
+    return build_model_sync(settings)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one agent (own registry, served on /metrics)."""
+"""The metrics port on Prometheus: one agent's own registry, served on /metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
-class AgentMetrics:
+class PrometheusMetrics:
+    """Implements :class:`sdq_queue_agent.domain.ports.Metrics`."""
+
     def __init__(self, runtime: str) -> None:
         self.registry = CollectorRegistry()
         self._started = time.monotonic()

@@ -1,4 +1,4 @@
-"""pytest fixtures shared by every package's tests (loaded with ``-p sdq_local.pytest_plugin``).
+"""pytest fixtures shared by every package's tests (loaded with ``-p sdq_testing.pytest_plugin``).
 
 - ``aws_endpoint`` (session): a moto server on 127.0.0.1 on a free port, started once. When
   ``SDQ_TEST_AWS_ENDPOINT_URL`` is set (LocalStack, a real account), that endpoint is used
@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +23,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 TEST_REGION = "us-west-2"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -69,9 +62,10 @@ def aws_endpoint() -> Iterator[AwsTarget]:
         return
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only when emulating
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the system picks a free port when the server binds (no race with other tests).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _, port = server.get_host_and_port()
     try:
         yield AwsTarget(f"http://127.0.0.1:{port}", TEST_REGION, True)
     finally:
