@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from sdq_contracts.config import DeploymentConfig, load_config, parse_config
 from sdq_k8s.outputs import EXAMPLE_OUTPUTS, IacOutputs, load_outputs, parse_outputs
 from sdq_k8s.render import K8S_ROOT, NODE_SYNC_SCRIPT, RenderRequest, render_overlay
 from sdq_k8s.validate import kustomize_build
+
+# Sibling helper modules (test_launch_args) are imported by name (pytest --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
 
 REPO_ROOT = K8S_ROOT.parent
 

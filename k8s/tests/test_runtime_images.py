@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from test_launch_args import problems, runtime_sources, versions
 
 from sdq_contracts.config import RuntimeType
 from sdq_contracts.launch import runtime_launch
 from sdq_k8s.outputs import image_is_pinned
 from sdq_k8s.render import K8S_ROOT
-
-from .test_launch_args import problems, runtime_sources, versions
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ from sdq_infra.options import find_repo_root
 from sdq_local.provision import provision
 
 if TYPE_CHECKING:
-    from sdq_local.pytest_plugin import AwsTarget
+    from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from sdq_infra.teardown import Boto3Inventory
 
 if TYPE_CHECKING:
-    from sdq_local.pytest_plugin import AwsTarget
+    from sdq_testing.pytest_plugin import AwsTarget
 
 pytestmark = pytest.mark.integration
 

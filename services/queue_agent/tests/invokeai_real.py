@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ import pytest
 
 from sdq_contracts.config import RuntimeType
 from sdq_contracts.launch import runtime_launch
+from sdq_runtime_emulator.harness import free_port
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[3]
@@ -107,12 +107,6 @@ def tiny_diffusers_model(entry: Path) -> Path | None:
 def required() -> bool:
     """CI (or a machine with the pinned sources) expects the real runtime: missing is an error."""
     return bool(os.environ.get("CI") or os.environ.get("SDQ_RUNTIME_SOURCES"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

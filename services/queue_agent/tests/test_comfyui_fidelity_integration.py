@@ -123,9 +123,9 @@ async def test_a_task_run_again_after_its_files_were_removed_gets_new_files(
 ) -> None:
     """ComfyUI serves unchanged nodes from its cache; a retry must not be handed the previous
     run's (removed) files."""
+    from sdq_observability.logs import configure_logging
     from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
     from sdq_queue_agent.adapters.runtime_http import runtime_session
-    from sdq_queue_agent.logs import configure_logging
 
     configure_logging("INFO")  # to this test's stdout (an earlier test's may be closed)
 

@@ -8,6 +8,7 @@ import io
 import ipaddress
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -417,7 +418,7 @@ def test_comfyui_plain_base64_is_an_input_but_a_file_name_is_not() -> None:
     assert content_type == "image/png" and data.startswith(b"\x89PNG")
 
 
-def _message(tasktype: TaskType, content: dict[str, object], **extra: object) -> TaskMessage:
+def _message(tasktype: TaskType, content: dict[str, Any], **extra: object) -> TaskMessage:
     return TaskMessage.model_validate(
         {"id": "t", "runtime": "r", "tasktype": tasktype, "content": content, **extra}
     )
@@ -456,7 +457,7 @@ def test_batch_images_get_names() -> None:
 
 def test_scripts_checked_against_the_runtimes_list() -> None:
     available = {"txt2img": ["x/y/z plot", "seed"], "img2img": ["seed", "soft inpainting"]}
-    body = {"alwayson_scripts": {"Seed": {}, "controlnet": {}}}
+    body: dict[str, Any] = {"alwayson_scripts": {"Seed": {}, "controlnet": {}}}
     with pytest.raises(UnknownScriptError, match="'controlnet' for txt2img") as caught:
         sdwebui_body.check_scripts(TaskType.TEXT_TO_IMAGE, body, available)
     assert caught.value.permanent and caught.value.code == "unknown_script"

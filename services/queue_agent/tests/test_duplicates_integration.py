@@ -49,7 +49,7 @@ async def test_concurrent_duplicate_deliveries_generate_and_notify_once(stack: S
         first = agent()
         await _until_running(stack, "dup")
         second = agent()  # a second agent receives the duplicates while the first generates
-        assert await asyncio.gather(first, second) == [0, 0]
+        assert list(await asyncio.gather(first, second)) == [0, 0]
         stats = emu.app[STATE].stats.sdwebui
     assert stats.generations_started == 1
     notes = stack.notifications(1)

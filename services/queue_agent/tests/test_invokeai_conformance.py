@@ -88,7 +88,7 @@ async def _burst(stack: Stack, real: RealInvokeAi, runtime: str = "invokeai") ->
     )
 
 
-def _near(pixel: tuple[int, ...], expected: tuple[int, int, int]) -> bool:
+def _near(pixel: Any, expected: tuple[int, int, int]) -> bool:
     """InvokeAI blurs in RGBA: a flat colour may come back one step off."""
     return all(abs(a - b) <= 2 for a, b in zip(pixel, expected, strict=True))
 

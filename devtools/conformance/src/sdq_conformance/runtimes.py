@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -31,6 +30,7 @@ import yaml
 
 from sdq_contracts.config import RuntimeType
 from sdq_contracts.launch import runtime_launch
+from sdq_runtime_emulator.harness import free_port
 
 HOST = "127.0.0.1"
 RUNTIME_SIDE = Path(__file__).resolve().parent / "runtime_side"
@@ -198,12 +198,6 @@ def write_comfy_model_paths(config_dir: Path, models_dir: Path) -> Path:
     }
     path.write_text(yaml.safe_dump(mapping, sort_keys=False))
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
