@@ -387,6 +387,7 @@ def test_image_repositories_are_immutable_and_scanned(synthesized: Synth) -> Non
         [
             naming.queue_agent_repository_name(cfg),
             names.runtime_image_repository_name(cfg, "comfyui"),
+            names.runtime_image_repository_name(cfg, "invokeai"),
             names.runtime_image_repository_name(cfg, "sdwebui"),
         ]
     )
@@ -398,6 +399,7 @@ def test_image_repositories_are_immutable_and_scanned(synthesized: Synth) -> Non
         "queue_agent_repository_url",
         "sdwebui_repository_url",
         "comfyui_repository_url",
+        "invokeai_repository_url",
     } <= set(outputs)
 
 
