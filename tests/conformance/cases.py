@@ -9,6 +9,7 @@ they arm its ``hang_next`` / latency knobs instead.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Callable
@@ -274,6 +275,7 @@ def example_workflow(name: str) -> Body:
 
 DONE_64 = Expect("completed", images=((64, 64),))
 REJECTED = Expect("failed", "runtime_rejected", True)
+CORRUPT_PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"no image chunks follow").decode()
 
 # One case per entry; the table is formatted by ruff like any other code.
 CASES: tuple[Case, ...] = (
@@ -299,7 +301,9 @@ CASES: tuple[Case, ...] = (
     Case(
         "sd-i2i-invalid-image",
         "sdruntime",
-        i2i("sdruntime", lambda _: "bm90IGFuIGltYWdl"),
+        # A PNG signature then garbage: past the API's image sniff (which refuses what is not an
+        # image at all with a 400), undecodable for the runtime.
+        i2i("sdruntime", lambda _: CORRUPT_PNG_B64),
         REJECTED,
         note="#1 500 'Invalid encoded image' is the request's fault",
     ),
