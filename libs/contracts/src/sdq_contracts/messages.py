@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdq_contracts.config import NAME_PATTERN
 from sdq_contracts.keys import task_suffix
-from sdq_contracts.requests import TaskType
+from sdq_contracts.requests import OutputOptions, TaskType
 
 MESSAGE_VERSION: Literal[1] = 1
 
@@ -56,6 +56,32 @@ class TaskError(BaseModel):
     permanent: bool = True
 
 
+class OutputKind(StrEnum):
+    IMAGE = "image"
+    ANIMATION = "animation"  # animated WebP/PNG/GIF
+    VIDEO = "video"
+    AUDIO = "audio"
+    TEXT = "text"  # text or JSON a workflow outputs
+
+
+class OutputObject(BaseModel):
+    """One stored output of a task, in the order of ``image_url``/``outputs``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str  # s3://bucket/key
+    kind: OutputKind
+    content_type: str
+    bytes: int
+    # Pixels, for images, animations and video (when known).
+    width: int | None = None
+    height: int | None = None
+    # A short-lived pre-signed HTTPS GET link: set only on what is handed to a client (the
+    # notification, the status answer); never stored in the status row, never logged.
+    download_url: str | None = None
+    download_expires_at: datetime | None = None
+
+
 class TaskMessage(BaseModel):
     """The internal task put on the input topic; the queue agent's unit of work."""
 
@@ -75,6 +101,8 @@ class TaskMessage(BaseModel):
     content: dict[str, Any] | None = None
     content_ref: str | None = None
     submitted_at: datetime = Field(default_factory=utcnow)
+    # How still images are stored (format, quality); None keeps the runtime's PNG.
+    output: OutputOptions | None = None
 
     @model_validator(mode="after")
     def _content_xor_ref(self) -> Self:
@@ -94,7 +122,10 @@ class ResultNotification(BaseModel):
     runtime: str
     result: bool
     status: TaskState
+    # The s3:// URI of every output, whatever its kind (the seed's name, kept for its clients).
     image_url: list[str] = Field(default_factory=list)
+    # The same outputs with their kind, content type, size, dimensions and download link.
+    files: list[OutputObject] = Field(default_factory=list)
     # The task's ``.out`` object (the runtime's full answer, images elided), as the seed guide
     # says; it exists once the task completed. Derived from ``output_location`` when not given.
     output_url: str = ""
@@ -141,7 +172,10 @@ class StatusRecord(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The s3:// URI of every output, and the same outputs with their metadata (no links here:
+    # the status answer signs fresh ones).
     outputs: list[str] = Field(default_factory=list)
+    files: list[OutputObject] = Field(default_factory=list)
     error: TaskError | None = None
     # sha256 of the canonical request body: the same id with another body is a conflict.
     request_hash: str | None = None

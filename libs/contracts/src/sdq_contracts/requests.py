@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sdq_contracts.config import NAME_PATTERN, RuntimeType
 
@@ -70,6 +70,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ImageFormat(StrEnum):
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+
+class OutputOptions(_Strict):
+    """How the agent stores a task's still images (``task.metadata.output``): converted after
+    generation, off the GPU's critical path. Animations, video, audio and text are kept as the
+    runtime made them."""
+
+    format: ImageFormat = ImageFormat.PNG
+    # Encoder quality for JPEG and WebP (1-100); PNG is lossless and takes none.
+    quality: Annotated[int, Field(ge=1, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _quality_needs_lossy(self) -> Self:
+        if self.quality is not None and self.format is ImageFormat.PNG:
+            raise ValueError("quality applies to 'jpeg' and 'webp' only; PNG is lossless")
+        return self
+
+
 class TaskMetadata(_Strict):
     id: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     runtime: Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -78,6 +100,7 @@ class TaskMetadata(_Strict):
     # Opaque to sdq; echoed in the notification. Any JSON value.
     context: Any = None
     callback_url: AnyHttpUrl | None = None
+    output: OutputOptions | None = None
 
     @field_validator("prefix")
     @classmethod

@@ -464,6 +464,7 @@ def validate_v1alpha2(data: dict[str, Any], runtimes: Sequence[RuntimeConfig]) -
         callback_url=str(meta.callback_url) if meta.callback_url else None,
         sd_model_checkpoint=model or runtime.model,
         content=content,
+        output=meta.output,
     )
 
 
