@@ -34,6 +34,7 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
     from sdq_api_validator.adapters.aws import (  # noqa: PLC0415
         DynamoStatusStore,
         S3ClaimStore,
+        S3LinkSigner,
         SnsPublisher,
     )
 
@@ -51,10 +52,12 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
             output_bucket=settings.output_bucket,
             claim_check_bytes=settings.claim_check_bytes,
             status_ttl_days=settings.status_ttl_days,
+            download_link_seconds=settings.download_link_seconds,
         ),
         DynamoStatusStore(client("dynamodb"), settings.status_table),
         SnsPublisher(client("sns"), settings.input_topic_arn),
         S3ClaimStore(client("s3"), settings.output_bucket),
+        S3LinkSigner(client("s3")),
     )
     return Api(service, settings.max_body_bytes)
 

@@ -22,7 +22,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from sdq_contracts.config import RuntimeType
 from sdq_observability.logs import configure_logging
 from sdq_observability.tracing import configure_tracing
-from sdq_queue_agent.adapters.aws import DynamoStatusStore, S3Store, SnsPublisher, SqsQueue
+from sdq_queue_agent.adapters.aws import (
+    DynamoStatusStore,
+    S3LinkSigner,
+    S3Store,
+    SnsPublisher,
+    SqsQueue,
+)
 from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.http_fetch import UrlFetcher, safe_session
 from sdq_queue_agent.adapters.http_server import HealthState, start_health_server
@@ -63,6 +69,7 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         max_receive_count=settings.max_receive_count,
         retry_on_deadline=settings.retry_on_deadline,
         status_ttl_days=settings.status_ttl_days,
+        download_link_seconds=settings.download_link_seconds,
         agent_id=f"{socket.gethostname()}:{os.getpid()}",
         max_input_bytes=settings.max_input_bytes,
         backoff_base=settings.retry_backoff_seconds,
@@ -242,6 +249,7 @@ def build_worker(
         ),
         runtime=runtime,
         metrics=metrics,
+        links=S3LinkSigner(clients.s3),
     )
 
 
