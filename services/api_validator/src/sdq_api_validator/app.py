@@ -46,6 +46,14 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
     def client(name: str) -> Any:
         return session.client(name, config=config, endpoint_url=endpoint_url)
 
+    # Download links must be SigV4 (botocore presigns S3 with legacy SigV2 unless told, and S3
+    # refuses SigV2 for SSE-KMS objects); S3's own calls are SigV4 already.
+    s3 = session.client(
+        "s3",
+        config=config.merge(Config(signature_version="s3v4")),
+        endpoint_url=endpoint_url,
+    )
+
     service = TaskService(
         ApiSettings(
             runtimes=settings.runtimes,
@@ -56,8 +64,8 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
         ),
         DynamoStatusStore(client("dynamodb"), settings.status_table),
         SnsPublisher(client("sns"), settings.input_topic_arn),
-        S3ClaimStore(client("s3"), settings.output_bucket),
-        S3LinkSigner(client("s3")),
+        S3ClaimStore(s3, settings.output_bucket),
+        S3LinkSigner(s3),
     )
     return Api(service, settings.max_body_bytes)
 

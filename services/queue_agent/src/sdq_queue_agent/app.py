@@ -190,8 +190,11 @@ async def open_clients(stack: AsyncExitStack, settings: AgentSettings) -> _Clien
         "endpoint_url": settings.aws_endpoint_url,
         "config": _boto_config(settings),
     }
+    # Download links must be SigV4 (botocore presigns S3 with legacy SigV2 unless told, and S3
+    # refuses SigV2 for SSE-KMS objects); S3's own calls are SigV4 already.
+    extra = {"s3": {"config": _boto_config(settings).merge(Config(signature_version="s3v4"))}}
     aws = {
-        name: await stack.enter_async_context(session.client(name, **kwargs))
+        name: await stack.enter_async_context(session.client(name, **kwargs | extra.get(name, {})))
         for name in ("sqs", "s3", "sns", "dynamodb")
     }
     to_runtime = await stack.enter_async_context(runtime_session())
