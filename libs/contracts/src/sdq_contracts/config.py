@@ -80,8 +80,8 @@ class DownloadsConfig(_Frozen):
     every status answer), so a client without AWS credentials can fetch them."""
 
     # Lifetime written into each link (X-Amz-Expires). A link carries the permissions AND the
-    # lifetime of the credentials that signed it: the agent signs with its pod's IRSA role
-    # session and the API with the Lambda's execution role session, both temporary credentials,
+    # lifetime of the credentials that signed it: the agent signs with its pod's role session
+    # (EKS Pod Identity) and the API with the Lambda's execution role session, both temporary,
     # and S3 refuses a link once the session that signed it has expired, whatever this says
     # (AWS S3 user guide, "Download and upload objects with presigned URLs": with temporary
     # credentials a presigned URL expires when the credentials do). botocore renews those
