@@ -133,7 +133,7 @@ class LocalStack:
         async with aiohttp.ClientSession() as http:
             moto = self._spawn(
                 "aws-emulator",
-                python_module("moto.server", "-H", HOST, "-p", str(aws_port)),
+                python_module("sdq_local.aws_emulator", "-H", HOST, "-p", str(aws_port)),
                 {},
                 f"{aws_endpoint}/moto-api/data.json",
             )
