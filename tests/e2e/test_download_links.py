@@ -125,9 +125,11 @@ def test_submit_wait_downloads_through_links_without_aws_credentials(
         assert query["X-Amz-Expires"] == ["3600"]  # the config's default downloads.link_seconds
         assert _get(link) == by_name[uri.rsplit("/", 1)[-1]]
 
-    # No log of the stack (API front door, agents, AWS emulator, runtimes) and nothing the CLI
-    # printed holds a link or a signature.
-    logs = "\n".join(p.read_text(errors="replace") for p in sorted(state.rglob("*.log")))
+    # No log of the stack (API front door, agents, AWS emulator, runtimes), no span of its trace
+    # files and nothing the CLI printed holds a link or a signature.
+    written = sorted([*state.rglob("*.log"), *state.rglob("*.jsonl")])
+    assert {p.parent.name for p in written} == {"logs", "traces"}
+    logs = "\n".join(p.read_text(errors="replace") for p in written)
     assert "links-1" in logs  # the task's own lines are there
     for text in (logs, stderr):
         assert not LEAK.search(text), LEAK.search(text)
