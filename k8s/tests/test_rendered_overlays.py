@@ -61,6 +61,7 @@ def test_every_configured_runtime_has_its_own_queue_role_and_account(rendered: A
         assert env["SDQ_MAX_RECEIVE_COUNT"] == str(rt.max_receive_count)
         assert env["SDQ_DYNAMIC_MODEL"] == str(rt.dynamic_model).lower()
         assert env.get("SDQ_STATIC_MODEL") == rt.model
+        assert env["SDQ_DOWNLOAD_LINK_SECONDS"] == str(rendered.config.downloads.link_seconds)
         sa_name = deploy["spec"]["template"]["spec"]["serviceAccountName"]
         assert sa_name == naming.service_account_name(rt)
         sa = rendered.one("ServiceAccount", sa_name)

@@ -434,6 +434,8 @@ ALIASES = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     # There is no s3:HeadObject action: HEAD is authorized by s3:GetObject (the agent's warm-up).
     "s3:HeadObject": "s3:GetObject",
+    # Signing makes no call; the link it makes is a GetObject with the signer's permissions.
+    "s3:GeneratePresignedUrl": "s3:GetObject",
 }
 
 

@@ -241,6 +241,7 @@ def _agent_env(cfg: DeploymentConfig, rt: RuntimeConfig, outputs: IacOutputs, kn
         ("SDQ_TASK_TIMEOUT_SECONDS", str(rt.task_timeout_seconds)),
         ("SDQ_RETRY_ON_DEADLINE", str(rt.retry_on_deadline).lower()),
         ("SDQ_STATUS_TTL_DAYS", str(cfg.api.status_ttl_days)),
+        ("SDQ_DOWNLOAD_LINK_SECONDS", str(cfg.downloads.link_seconds)),
         ("SDQ_MAX_RECEIVE_COUNT", str(rt.max_receive_count)),
         ("SDQ_DRAIN_SECONDS", str(knobs.drain_seconds)),
         ("AWS_REGION", cfg.region),

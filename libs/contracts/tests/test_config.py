@@ -184,3 +184,11 @@ def test_public_endpoint_cidrs():
 
 def test_api_gateway_account_logging_is_opt_in():
     assert parse_config(BASE).api.account_logging == "off"
+
+
+def test_download_links_last_an_hour_unless_configured_within_sigv4_limits():
+    assert parse_config(BASE).downloads.link_seconds == 3600
+    assert parse_config(BASE | {"downloads": {"link_seconds": 900}}).downloads.link_seconds == 900
+    for bad in (59, 604_801):
+        errors = errors_of(BASE | {"downloads": {"link_seconds": bad}})
+        assert list(errors) == ["downloads.link_seconds"]

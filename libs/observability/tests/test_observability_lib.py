@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,37 @@ def test_scrubber_cleans_nested_values_and_named_secrets() -> None:
     assert event["nested"] == {"inner": [{"X-Api-Key": REDACTED}, f"see {REDACTED} here"]}
     assert event["note"] == "abc is fine"
     assert event["cookie"] == REDACTED
+
+
+def test_download_links_never_survive_scrubbing() -> None:
+    """A notification logged whole, a bare query string, a link percent-encoded in another URL."""
+    link = (
+        "http://127.0.0.1:5000/out/t/t-1.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=ASIAEXAMPLE%2F20260101%2Fus-west-2%2Fs3%2Faws4_request"
+        "&X-Amz-Date=20260101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+        "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLETOKEN&X-Amz-Signature=feedface0123456789"
+    )
+    quoted = urllib.parse.quote(link, safe="")
+    scrub = Scrubber()
+    event = scrub(
+        None,
+        "info",
+        {
+            "event": "x",
+            "notification": {"files": [{"url": "s3://out/t/t-1.png", "download_url": link}]},
+            "query": link.split("?", 1)[1],
+            "redirect": f"https://example.com/go?to={quoted}",
+            "text": f"fetched {link} ok",
+        },
+    )
+    dumped = json.dumps(event)
+    for leaked in ("ASIAEXAMPLE", "EXAMPLETOKEN", "feedface0123456789"):
+        assert leaked not in dumped
+    assert event["notification"]["files"][0] == {
+        "url": "s3://out/t/t-1.png",
+        "download_url": REDACTED,
+    }
+    assert event["text"] == f"fetched http://127.0.0.1:5000/out/t/t-1.png?{REDACTED} ok"
 
 
 def test_x_ray_ids() -> None:

@@ -133,7 +133,7 @@ class LocalStack:
         async with aiohttp.ClientSession() as http:
             moto = self._spawn(
                 "aws-emulator",
-                python_module("moto.server", "-H", HOST, "-p", str(aws_port)),
+                python_module("sdq_local.aws_emulator", "-H", HOST, "-p", str(aws_port)),
                 {},
                 f"{aws_endpoint}/moto-api/data.json",
             )
@@ -198,6 +198,7 @@ class LocalStack:
                     "SDQ_TASK_TIMEOUT_SECONDS": str(runtime.task_timeout_seconds),
                     "SDQ_RETRY_ON_DEADLINE": str(runtime.retry_on_deadline).lower(),
                     "SDQ_STATUS_TTL_DAYS": str(self.cfg.api.status_ttl_days),
+                    "SDQ_DOWNLOAD_LINK_SECONDS": str(self.cfg.downloads.link_seconds),
                     "SDQ_MAX_RECEIVE_COUNT": str(runtime.max_receive_count),
                     "SDQ_HTTP_PORT": str(http_port),
                     "SDQ_DRAIN_SECONDS": "20",
@@ -294,6 +295,7 @@ class LocalStack:
                 max_body_bytes=self.cfg.api.max_body_bytes,
                 claim_check_bytes=self.cfg.api.claim_check_bytes,
                 status_ttl_days=self.cfg.api.status_ttl_days,
+                download_link_seconds=self.cfg.downloads.link_seconds,
             ),
             session=self._session(),
             endpoint_url=endpoint,

@@ -71,6 +71,26 @@ class ApiConfig(_Frozen):
     status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
 
+# A SigV4 pre-signed URL is valid for at most 7 days.
+MAX_DOWNLOAD_LINK_SECONDS = 604_800
+
+
+class DownloadsConfig(_Frozen):
+    """Pre-signed HTTPS download links of task outputs (in the notification, the webhook body and
+    every status answer), so a client without AWS credentials can fetch them."""
+
+    # Lifetime written into each link (X-Amz-Expires). A link carries the permissions AND the
+    # lifetime of the credentials that signed it: the agent signs with its pod's role session
+    # (EKS Pod Identity) and the API with the Lambda's execution role session, both temporary,
+    # and S3 refuses a link once the session that signed it has expired, whatever this says
+    # (AWS S3 user guide, "Download and upload objects with presigned URLs": with temporary
+    # credentials a presigned URL expires when the credentials do). botocore renews those
+    # credentials when less than 15 minutes remain (10 minutes at the latest), so a link may stop
+    # working as soon as ~10 minutes after it was issued. GET /v1alpha2/tasks/{id} signs fresh
+    # links on every call: a client whose link stopped working asks again.
+    link_seconds: Annotated[int, Field(ge=60, le=MAX_DOWNLOAD_LINK_SECONDS)] = 3600
+
+
 class Buckets(_Frozen):
     models: Annotated[str, Field(pattern=BUCKET_PATTERN)]
     outputs: Annotated[str, Field(pattern=BUCKET_PATTERN)]
@@ -232,6 +252,7 @@ class DeploymentConfig(_Frozen):
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    downloads: DownloadsConfig = DownloadsConfig()
     runtimes: Annotated[tuple[RuntimeConfig, ...], Field(min_length=1)]
 
     @field_validator("runtimes")

@@ -5,7 +5,9 @@ What never reaches a log line:
 - the value of any field whose name says it is a secret (API keys, ``Authorization`` and other
   auth headers, tokens, passwords, signatures, webhook secrets), at any depth;
 - the query string of a signed URL (``X-Amz-Signature``, ``X-Amz-Credential``, ``Signature``,
-  ``sig``, ``token``);
+  ``sig``, ``token``), and the values of SigV4 credential parameters wherever else they appear
+  (a bare query, a link percent-encoded inside another URL);
+- a ``download_url`` field (the pre-signed link of a task output), whatever it holds;
 - any secret value the service names at start-up (``secrets=``), wherever it appears in a string.
 """
 
@@ -24,12 +26,19 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Field names whose values are secrets (matched anywhere in the name, any case).
 SECRET_KEYS = re.compile(
     r"(secret|password|passwd|token|authorization|auth[_-]?header|signature|api[_-]?key"
-    r"|credential|cookie)",
+    r"|credential|cookie|download[_-]?url)",
     re.I,
 )
 # Query strings of presigned/signed URLs carry credentials: the whole query goes.
 _SIGNED_QUERY = re.compile(
     r"(https?://[^\s?\"']+)\?[^\s\"']*(X-Amz-[A-Za-z]+|Signature|sig|token)=[^\s\"']*", re.I
+)
+# The credential parts of a SigV4 query anywhere else (a bare query string, a link percent-encoded
+# inside another URL): their values go.
+_SIGNED_PARAM = re.compile(
+    r"(X-Amz-(?:Signature|Credential|Security-Token))(=|%3D)"
+    r"[^\s\"'&%]*(?:%[0-9A-F]{2}[^\s\"'&%]*)*",
+    re.I,
 )
 # Shorter "secrets" would blank out ordinary words.
 _MIN_SECRET_LENGTH = 4
@@ -53,7 +62,8 @@ class Scrubber:
         if isinstance(value, str):
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)
-            return _SIGNED_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", value)
+            value = _SIGNED_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", value)
+            return _SIGNED_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
         if isinstance(value, dict):
             return {
                 k: REDACTED if SECRET_KEYS.search(str(k)) else self.clean(v)

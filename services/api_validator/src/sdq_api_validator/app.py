@@ -34,6 +34,7 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
     from sdq_api_validator.adapters.aws import (  # noqa: PLC0415
         DynamoStatusStore,
         S3ClaimStore,
+        S3LinkSigner,
         SnsPublisher,
     )
 
@@ -45,16 +46,26 @@ def build_api(settings: Settings, session: Any = None, endpoint_url: str | None 
     def client(name: str) -> Any:
         return session.client(name, config=config, endpoint_url=endpoint_url)
 
+    # Download links must be SigV4 (botocore presigns S3 with legacy SigV2 unless told, and S3
+    # refuses SigV2 for SSE-KMS objects); S3's own calls are SigV4 already.
+    s3 = session.client(
+        "s3",
+        config=config.merge(Config(signature_version="s3v4")),
+        endpoint_url=endpoint_url,
+    )
+
     service = TaskService(
         ApiSettings(
             runtimes=settings.runtimes,
             output_bucket=settings.output_bucket,
             claim_check_bytes=settings.claim_check_bytes,
             status_ttl_days=settings.status_ttl_days,
+            download_link_seconds=settings.download_link_seconds,
         ),
         DynamoStatusStore(client("dynamodb"), settings.status_table),
         SnsPublisher(client("sns"), settings.input_topic_arn),
-        S3ClaimStore(client("s3"), settings.output_bucket),
+        S3ClaimStore(s3, settings.output_bucket),
+        S3LinkSigner(s3),
     )
     return Api(service, settings.max_body_bytes)
 

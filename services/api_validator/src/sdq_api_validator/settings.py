@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sdq_contracts.config import RuntimeConfig
+from sdq_contracts.config import MAX_DOWNLOAD_LINK_SECONDS, RuntimeConfig
 from sdq_contracts.settings import SettingsError, load
 
 __all__ = ["Settings", "SettingsError", "lambda_trace_header", "load_settings"]
@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     claim_check_bytes: Annotated[int, Field(ge=1024)] = 200_000
     status_ttl_days: Annotated[int, Field(ge=1)] = 30
+    # Lifetime of the download links of each status answer (deployment config
+    # downloads.link_seconds; a link also stops working when the role session that signed it ends).
+    download_link_seconds: Annotated[int, Field(ge=60, le=MAX_DOWNLOAD_LINK_SECONDS)] = 3600
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "INFO"
     # Local stack: spans also go, as JSON lines, to a file in this directory (`sdq trace`).
     trace_dir: str | None = None

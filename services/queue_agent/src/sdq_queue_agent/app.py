@@ -22,7 +22,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from sdq_contracts.config import RuntimeType
 from sdq_observability.logs import configure_logging
 from sdq_observability.tracing import configure_tracing
-from sdq_queue_agent.adapters.aws import DynamoStatusStore, S3Store, SnsPublisher, SqsQueue
+from sdq_queue_agent.adapters.aws import (
+    DynamoStatusStore,
+    S3LinkSigner,
+    S3Store,
+    SnsPublisher,
+    SqsQueue,
+)
 from sdq_queue_agent.adapters.comfyui import ComfyUiRuntime
 from sdq_queue_agent.adapters.http_fetch import UrlFetcher, safe_session
 from sdq_queue_agent.adapters.http_server import HealthState, start_health_server
@@ -63,6 +69,7 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         max_receive_count=settings.max_receive_count,
         retry_on_deadline=settings.retry_on_deadline,
         status_ttl_days=settings.status_ttl_days,
+        download_link_seconds=settings.download_link_seconds,
         agent_id=f"{socket.gethostname()}:{os.getpid()}",
         max_input_bytes=settings.max_input_bytes,
         backoff_base=settings.retry_backoff_seconds,
@@ -183,8 +190,11 @@ async def open_clients(stack: AsyncExitStack, settings: AgentSettings) -> _Clien
         "endpoint_url": settings.aws_endpoint_url,
         "config": _boto_config(settings),
     }
+    # Download links must be SigV4 (botocore presigns S3 with legacy SigV2 unless told, and S3
+    # refuses SigV2 for SSE-KMS objects); S3's own calls are SigV4 already.
+    extra = {"s3": {"config": _boto_config(settings).merge(Config(signature_version="s3v4"))}}
     aws = {
-        name: await stack.enter_async_context(session.client(name, **kwargs))
+        name: await stack.enter_async_context(session.client(name, **kwargs | extra.get(name, {})))
         for name in ("sqs", "s3", "sns", "dynamodb")
     }
     to_runtime = await stack.enter_async_context(runtime_session())
@@ -242,6 +252,7 @@ def build_worker(
         ),
         runtime=runtime,
         metrics=metrics,
+        links=S3LinkSigner(clients.s3),
     )
 
 

@@ -14,7 +14,12 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sdq_contracts.config import MAX_TASK_TIMEOUT_SECONDS, NAME_PATTERN, RuntimeType
+from sdq_contracts.config import (
+    MAX_DOWNLOAD_LINK_SECONDS,
+    MAX_TASK_TIMEOUT_SECONDS,
+    NAME_PATTERN,
+    RuntimeType,
+)
 from sdq_contracts.settings import SettingsError, load
 
 __all__ = ["AgentSettings", "SettingsError", "load_settings"]
@@ -52,6 +57,9 @@ class AgentSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
+    # Lifetime of the download links in notifications (deployment config downloads.link_seconds;
+    # a link also stops working when the role session that signed it ends).
+    download_link_seconds: Annotated[int, Field(ge=60, le=MAX_DOWNLOAD_LINK_SECONDS)] = 3600
     # --- task semantics ---
     task_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_TASK_TIMEOUT_SECONDS)] = 300
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3

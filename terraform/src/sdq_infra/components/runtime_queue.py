@@ -145,7 +145,8 @@ def agent_policy(spec: RuntimeQueueSpec, queue_arn: str, arns: Arns) -> str:
             [arns.bucket(spec.model_bucket), arns.objects(spec.model_bucket)],
             sid="ReadModels",
         ),
-        # GetObject: claim-checked task content and the idempotency check on redelivery.
+        # GetObject: claim-checked task content, the idempotency check on redelivery, and the
+        # download links of the notification (a pre-signed URL acts with the signer's rights).
         iam.allow(
             ["s3:GetObject", "s3:PutObject"],
             [arns.objects(spec.output_bucket)],

@@ -50,6 +50,7 @@ class RoutingStack(SdqStack):
                     "SDQ_MAX_BODY_BYTES": str(cfg.api.max_body_bytes),
                     "SDQ_CLAIM_CHECK_BYTES": str(cfg.api.claim_check_bytes),
                     "SDQ_STATUS_TTL_DAYS": str(cfg.api.status_ttl_days),
+                    "SDQ_DOWNLOAD_LINK_SECONDS": str(cfg.downloads.link_seconds),
                 },
                 collector_layer_arn=cfg.observability.lambda_collector_layer_arn,
                 statements=(
@@ -68,6 +69,16 @@ class RoutingStack(SdqStack):
                     # Claim check: large task bodies are stored in the output bucket.
                     iam.allow(
                         ["s3:PutObject"], [arns.objects(cfg.buckets.outputs)], sid="ClaimCheck"
+                    ),
+                    # Download links: a pre-signed URL acts with the signer's permissions, so the
+                    # status answer's links need GetObject on the outputs (the Lambda itself
+                    # never reads them). The bucket's SSE-KMS key is the AWS managed aws/s3 key,
+                    # whose key policy lets the account's principals decrypt through S3: no
+                    # kms:Decrypt statement is needed (a customer managed key would need one).
+                    iam.allow(
+                        ["s3:GetObject"],
+                        [arns.objects(cfg.buckets.outputs)],
+                        sid="SignDownloadLinks",
                     ),
                 ),
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from sdq_contracts.messages import TaskState, utcnow
 from sdq_contracts.status import ANNOUNCED, PUBLISH_LEASE_UNTIL
@@ -151,3 +151,20 @@ class S3ClaimStore:
     def put(self, key: str, body: bytes) -> str:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
         return f"s3://{self._bucket}/{key}"
+
+
+class S3LinkSigner:
+    """Pre-signed GET links with the Lambda's S3 client and execution-role credentials; boto3
+    signs locally, no request leaves the process."""
+
+    def __init__(self, client: Any) -> None:
+        self._s3 = client
+
+    def sign(self, bucket: str, key: str, seconds: int) -> str | None:
+        try:
+            url: str = self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+            )
+        except BotoCoreError:  # no credentials: the answer goes out without links
+            return None
+        return url

@@ -42,3 +42,11 @@ class ClaimStore(Protocol):
     def put(self, key: str, body: bytes) -> str:
         """Store a task body too large for SNS; returns its s3:// URI."""
         ...
+
+
+class LinkSigner(Protocol):
+    def sign(self, bucket: str, key: str, seconds: int) -> str | None:
+        """A pre-signed HTTPS GET URL of the object, valid ``seconds`` (at most: it also dies with
+        the signing credentials); computed locally, no call to AWS. None when it cannot sign
+        (no credentials)."""
+        ...

@@ -14,7 +14,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from sdq_api_validator.domain.ports import ClaimStore, Publisher, StatusStore
+from sdq_api_validator.domain.ports import ClaimStore, LinkSigner, Publisher, StatusStore
 from sdq_api_validator.domain.tracing import tracer, xray_trace_id
 from sdq_api_validator.domain.validation import (
     parse_json_object,
@@ -23,7 +23,8 @@ from sdq_api_validator.domain.validation import (
 )
 from sdq_api_validator.errors import Busy, bad_request, conflict, not_found
 from sdq_contracts.config import NAME_PATTERN, RuntimeConfig
-from sdq_contracts.keys import claim_check_key, output_location
+from sdq_contracts.keys import claim_check_key, output_location, parse_s3_uri
+from sdq_contracts.links import output_files, with_link
 from sdq_contracts.messages import (
     ATTR_MODEL,
     ATTR_RUNTIME,
@@ -51,6 +52,8 @@ class ApiSettings:
     output_bucket: str
     claim_check_bytes: int = 200_000
     status_ttl_days: int = 30
+    # Lifetime of the download links of each status answer (downloads.link_seconds).
+    download_link_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,13 @@ class TaskService:
         store: StatusStore,
         publisher: Publisher,
         claims: ClaimStore,
+        links: LinkSigner | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._publisher = publisher
         self._claims = claims
+        self._links = links
 
     @property
     def runtimes(self) -> Sequence[RuntimeConfig]:
@@ -252,7 +257,28 @@ class TaskService:
         record = read_row(item)
         if record is None:
             return Found(salvage_view(task_id, item), task_id=task_id)
-        return Found(public_view(record), task_id=record.id, runtime=record.runtime)
+        view = public_view(record)
+        files = self._linked_files(record)
+        if files:
+            view["files"] = files
+        return Found(view, task_id=record.id, runtime=record.runtime)
+
+    def _linked_files(self, record: StatusRecord) -> list[dict[str, Any]]:
+        """Every output of the row (its ``files`` entry, or one described from its URI) with a
+        link signed now: each answer carries fresh ones, the row itself never holds any."""
+        seconds = self._settings.download_link_seconds
+        signed_at = utcnow()
+        out: list[dict[str, Any]] = []
+        for file in output_files(record.outputs, record.files):
+            link = None
+            if self._links is not None:
+                try:
+                    link = self._links.sign(*parse_s3_uri(file.url), seconds)
+                except ValueError:  # not an s3:// URI: listed, but nothing to sign
+                    link = None
+            shown = file if link is None else with_link(file, link, signed_at, seconds)
+            out.append(shown.model_dump(mode="json", exclude_none=True))
+        return out
 
     def _read(self, task_id: str) -> StatusRecord:
         item = self._store.get(task_id)

@@ -182,6 +182,23 @@ class S3Store:
         return data, str(resp.get("ContentType") or "application/octet-stream")
 
 
+class S3LinkSigner:
+    """Pre-signed GET links with the agent's S3 client and credentials (its IRSA role session on
+    EKS): aiobotocore signs locally, no request leaves the process."""
+
+    def __init__(self, client: Any) -> None:
+        self._s3 = client
+
+    async def sign(self, bucket: str, key: str, seconds: int) -> str:
+        try:
+            url: str = await self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+            )
+        except BotoCoreError as exc:  # no credentials, unknown parameter
+            raise AwsError(f"cannot sign a download link: {type(exc).__name__}") from exc
+        return url
+
+
 class SnsPublisher:
     def __init__(self, client: Any, topic_arn: str) -> None:
         self._sns = client

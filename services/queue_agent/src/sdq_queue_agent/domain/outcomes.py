@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
-from sdq_contracts.keys import image_key, output_location, response_key
+import structlog
+
+from sdq_contracts.keys import image_key, output_location, parse_s3_uri, response_key
+from sdq_contracts.links import output_files, with_link
 from sdq_contracts.messages import (
     ResultNotification,
     StatusRecord,
@@ -24,6 +27,7 @@ from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, RuntimeResult
 from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
 from sdq_queue_agent.domain.ports import (
+    LinkSigner,
     Metrics,
     ObjectStore,
     ResultPublisher,
@@ -34,6 +38,8 @@ from sdq_queue_agent.domain.ports import (
 from sdq_queue_agent.domain.preparation import Job, NotClaimed
 from sdq_queue_agent.domain.ssrf import redact_url
 from sdq_queue_agent.errors import TaskFailure
+
+_log = structlog.get_logger("sdq_queue_agent")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -52,6 +58,7 @@ class Outcomes:
         metrics: Metrics,
         clock: Clock,
         spawn: Spawn,
+        links: LinkSigner | None = None,
     ) -> None:
         self._cfg = config
         self._held = registry
@@ -62,6 +69,7 @@ class Outcomes:
         self._webhooks = webhooks
         self._metrics = metrics
         self._clock = clock
+        self._links = links
         # Background work beside the outcome (webhooks, stage records) runs in the worker's
         # task group.
         self._spawn = spawn
@@ -99,7 +107,7 @@ class Outcomes:
                     notification = self._notification(
                         task, held, TaskState.COMPLETED, urls=urls, timings=job.timings
                     )
-                    await self._publish(notification)
+                    notification = await self._publish(notification)
                 await self._queue.delete(held.message)
             self._metrics.stage("notify", self._clock.monotonic() - started)
         except TaskFailure as failure:
@@ -173,10 +181,36 @@ class Outcomes:
             trace_id=held.trace_id,
         )
 
-    async def _publish(self, notification: ResultNotification) -> None:
-        """Publish, then mark the status row announced (a redelivery re-announces otherwise)."""
+    async def _publish(self, notification: ResultNotification) -> ResultNotification:
+        """Publish with download links, then mark the status row announced (a redelivery
+        re-announces otherwise); the notification as published (the webhook sends the same)."""
+        notification = await self._with_links(notification)
         await self._publisher.publish(notification)
         await self._status.announced(notification.id)
+        return notification
+
+    async def _with_links(self, notification: ResultNotification) -> ResultNotification:
+        """Every output (``files`` entry, or one described from its URI) with a fresh pre-signed
+        GET link. Signing is local; if it fails the notification goes out without links (the
+        status call signs its own), never failing a task that is done."""
+        files = output_files(notification.image_url, notification.files)
+        if self._links is None or not files:
+            return notification.model_copy(update={"files": files})
+        seconds = self._cfg.download_link_seconds
+        signed_at = self._clock.now()
+        try:
+            links = await asyncio.gather(
+                *(self._links.sign(*parse_s3_uri(f.url), seconds) for f in files)
+            )
+        except (TaskFailure, ValueError) as exc:
+            _log.warning(
+                "download_links_not_signed", task_id=notification.id, error=type(exc).__name__
+            )
+            return notification.model_copy(update={"files": files})
+        linked = [
+            with_link(f, link, signed_at, seconds) for f, link in zip(files, links, strict=True)
+        ]
+        return notification.model_copy(update={"files": linked})
 
     # ----------------------------------------------------------------------- not claimed
 

@@ -40,6 +40,8 @@ class WorkerConfig:
     retry_on_deadline: bool = False
     # Days a status row the agent had to create lives before DynamoDB's TTL deletes it.
     status_ttl_days: int = 30
+    # Lifetime of the notification's download links (the config's downloads.link_seconds).
+    download_link_seconds: int = 3600
     # Who holds a claimed task (the status row's lease holder); unique per agent process.
     agent_id: str = "agent"
 

@@ -44,6 +44,14 @@ class ObjectStore(Protocol):
         ...
 
 
+class LinkSigner(Protocol):
+    async def sign(self, bucket: str, key: str, seconds: int) -> str:
+        """A pre-signed HTTPS GET URL of the object, valid ``seconds`` (at most: it also dies
+        with the signing credentials). Local computation, no call to AWS; raises AwsError when
+        it cannot sign (no credentials)."""
+        ...
+
+
 class ResultPublisher(Protocol):
     async def publish(self, notification: ResultNotification) -> None: ...
 
@@ -184,6 +192,7 @@ __all__ = [
     "GaugeValue",
     "InputFetcher",
     "InputRef",
+    "LinkSigner",
     "Metrics",
     "ObjectStore",
     "Observations",

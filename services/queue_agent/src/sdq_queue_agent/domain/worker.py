@@ -29,6 +29,7 @@ from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import WorkerConfig
 from sdq_queue_agent.domain.ports import (
     InputFetcher,
+    LinkSigner,
     Metrics,
     ObjectStore,
     ResultPublisher,
@@ -69,6 +70,7 @@ class Worker:
         webhooks: WebhookSender,
         runtime: Runtime,
         metrics: Metrics,
+        links: LinkSigner | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._cfg = config
@@ -96,6 +98,7 @@ class Worker:
             status=status,
             webhooks=webhooks,
             metrics=metrics,
+            links=links,
             clock=clock,
             spawn=lambda coro: self._spawn(coro, None),
         )
