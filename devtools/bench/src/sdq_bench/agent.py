@@ -111,8 +111,9 @@ class Result:
     aws_errors: dict[str, int]
     cost_per_1000_usd: float
     prices_read_on: str
-    # connections: the agent's new ones to the proxy per task, the proxy's to moto, moto's total
-    agent_connections_per_task: float
+    # connections: the agent's to the proxy (whole run, startup included), the proxy's to moto,
+    # moto's accepted (every client)
+    agent_connections: int
     upstream_connections: int
     moto_connections: int
     # CPU shares of one core during the run (ready → last task settled)
@@ -122,6 +123,8 @@ class Result:
     runtime_emulator_cpu_share: float
     bench_cpu_share: float
     moto_cpu_ms_per_task: float
+    # moto's CPU ms per call by operation during the run (every client: agent, feeder, observer)
+    moto_cpu_ms_by_operation: dict[str, float]
     emulator_side_share: float  # of the emulator side's cores
     foreign_share: float  # of the agent's core (pinned) or the machine, taken by other processes
     pinned: str
@@ -263,6 +266,7 @@ class Feeder:
             while self.submitted < self.scenario.tasks and not self._stop.is_set():
                 received = get_json(self.stats_url)["messages_received"]
                 depth = self.submitted - received
+                # how close the agent came to an empty queue while tasks remained to feed
                 self.min_depth = depth if self.min_depth is None else min(self.min_depth, depth)
                 self.submit(self.scenario.depth - depth)
                 self._stop.wait(interval)
@@ -355,12 +359,14 @@ class Sample:
     cpu: dict[str, float]
     cores: dict[int, float]
     proxy: dict[str, Any]
+    moto: dict[str, Any]
 
 
-def sample(pids: dict[str, int], stats_url: str) -> Sample:
+def sample(pids: dict[str, int], stats_url: str, moto_stats_url: str | None) -> Sample:
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     cpu["bench"] = time.process_time()
-    return Sample(time.time(), cpu, core_busy(), get_json(stats_url))
+    moto = get_json(moto_stats_url) if moto_stats_url else {}
+    return Sample(time.time(), cpu, core_busy(), get_json(stats_url), moto)
 
 
 def agent_env(
@@ -450,7 +456,8 @@ def run_scenario(
         if split.agent is not None:
             pin_tree(agent.pid, split.agent)  # threads and children started since
         pids = {"agent": agent.pid, "moto": moto.pid, "proxy": proxy.pid, "emulator": emulator.pid}
-        before = sample(pids, f"{aws_url}{STATS}")
+        moto_stats_url = f"{moto_url}{STATS}" if scenario.moto == "keepalive" else None
+        before = sample(pids, f"{aws_url}{STATS}", moto_stats_url)
         feeder.start()
         try:
             notes = collect(
@@ -463,14 +470,14 @@ def run_scenario(
         finally:
             feeder.stop()
         settle(moto_url, prov.queue_urls[RUNTIME], within_s=10)
-        after = sample(pids, f"{aws_url}{STATS}")
+        after = sample(pids, f"{aws_url}{STATS}", moto_stats_url)
         rss_mb, _ = proc_stats(agent.pid)
-        moto_stats = get_json(f"{moto_url}{STATS}") if scenario.moto == "keepalive" else {}
     spans = generation_spans(workdir / "emulator.log", scenario.runtime_type)
     return summarize(
         scenario, run, split=split, notes=notes, spans=spans, ready_at=ready_at, before=before,
-        after=after, rss_mb=rss_mb, min_depth=feeder.min_depth or 0,
-        moto_connections=moto_stats.get("connections", -1),
+        after=after, rss_mb=rss_mb,
+        min_depth=min(scenario.depth, scenario.tasks) if feeder.min_depth is None else feeder.min_depth,
+
     )  # fmt: skip
 
 
@@ -486,7 +493,6 @@ def summarize(
     after: Sample,
     rss_mb: float,
     min_depth: int,
-    moto_connections: int,
 ) -> Result:
     n = scenario.tasks
     completed = len(spans)
@@ -550,17 +556,16 @@ def summarize(
         aws_errors=errors,
         cost_per_1000_usd=round(cost_per_1000(counts, n), 5),
         prices_read_on=PRICES_READ_ON,
-        agent_connections_per_task=round(
-            (after.proxy["agent_connections"] - before.proxy["agent_connections"]) / n, 3
-        ),
+        agent_connections=after.proxy["agent_connections"],
         upstream_connections=after.proxy["upstream_connections"],
-        moto_connections=moto_connections,
+        moto_connections=after.moto.get("connections", -1),
         agent_cpu_share=share["agent"],
         moto_cpu_share=share["moto"],
         proxy_cpu_share=share["proxy"],
         runtime_emulator_cpu_share=share["emulator"],
         bench_cpu_share=share["bench"],
         moto_cpu_ms_per_task=round(cpu["moto"] / n * 1000, 1),
+        moto_cpu_ms_by_operation=moto_ms_per_call(before.moto, after.moto),
         emulator_side_share=round(emulator_side, 3),
         foreign_share=round(foreign, 3),
         pinned=(
@@ -587,6 +592,16 @@ def call_delta(
         prev = before.get(name, [0, 0.0, key])
         if calls - prev[0]:
             out[name] = (calls - prev[0], units - prev[1], key)
+    return out
+
+
+def moto_ms_per_call(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """moto's CPU ms per call of every operation between two snapshots of its stats."""
+    out: dict[str, float] = {}
+    for name, (calls, ms) in after.get("cpu_ms", {}).items():
+        prev_calls, prev_ms = before.get("cpu_ms", {}).get(name, (0, 0.0))
+        if calls > prev_calls:
+            out[name] = round((ms - prev_ms) / (calls - prev_calls), 2)
     return out
 
 
@@ -622,7 +637,7 @@ SERVICES = ("sqs", "dynamodb", "sns", "s3")
 COLUMNS = (
     f"{'gen_s':>5} {'px':>4} {'ms':>3} {'tasks':>5} {'run':>3} {'duty':>6} {'e2e':>6} "
     f"{'calls':>5} {'sqs':>4} {'ddb':>4} {'sns':>4} {'s3':>4} {'$/1k':>7} {'cpu_ms':>6} "
-    f"{'rss_mb':>6} {'moto%':>5} {'emu%':>5} {'frgn%':>5} {'conn/t':>6}"
+    f"{'rss_mb':>6} {'moto%':>5} {'emu%':>5} {'frgn%':>5} {'conns':>5}"
 )
 
 
@@ -634,7 +649,7 @@ def table_row(r: Result) -> str:
         + " ".join(f"{v:>4.2f}" for v in by)
         + f" {r.cost_per_1000_usd:>7.4f} {r.cpu_ms_per_task:>6.1f} {r.rss_mb:>6.1f} "
         f"{r.moto_cpu_share * 100:>5.0f} {r.emulator_side_share * 100:>5.0f} "
-        f"{r.foreign_share * 100:>5.0f} {r.agent_connections_per_task:>6.2f}"
+        f"{r.foreign_share * 100:>5.0f} {r.agent_connections:>5}"
     )
 
 
@@ -652,6 +667,9 @@ def print_table(results: list[Result]) -> None:
             f"min depth {r.min_depth}, empty receives {r.empty_receives}"
             + (f"; AWS errors {r.aws_errors}" if r.aws_errors else "")
         )
+        costly = sorted(r.moto_cpu_ms_by_operation.items(), key=lambda kv: -kv[1])[:5]
+        if costly:
+            print("      moto ms/call: " + ", ".join(f"{k} {v:.1f}" for k, v in costly))
         print(f"      verdict: {r.verdict}")
     if results:
         print(

@@ -6,8 +6,9 @@ thread, and in the benchmark that cost is moto's, not the agent's. Here aiohttp 
 connections alive and runs the same WSGI app (moto's ``DomainDispatcherApplication``) in a
 thread pool, one request at a time per thread, like werkzeug's threaded server did.
 
-``GET /__bench/stats`` answers ``{"connections": accepted TCP connections, "requests": n}``, so
-the benchmark can show that connections are reused.
+``GET /__bench/stats`` answers ``{"connections": accepted TCP connections, "requests": n,
+"cpu_ms": {"service:Operation": [calls, CPU ms in moto]}}``: that connections are reused, and
+what each kind of call costs moto (its handler thread's CPU time; the GIL makes it approximate).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import io
 import signal
 import sys
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+
+from sdq_bench.calls import classify
 
 STATS_PATH = "/__bench/stats"
 # Response headers aiohttp sets itself (a WSGI app's own would be duplicated or wrong).
@@ -69,7 +73,11 @@ def wsgi_environ(request: web.Request, body: bytes, port: int) -> dict[str, Any]
     return environ
 
 
-def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+def call_wsgi(
+    app: WsgiApp, environ: dict[str, Any]
+) -> tuple[int, list[tuple[str, str]], bytes, float]:
+    """Status, headers, body, and the CPU seconds this thread spent on them."""
+    started = time.thread_time()
     status_headers: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -85,13 +93,14 @@ def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[st
         if close is not None:
             close()
     status, headers = status_headers
-    return int(status.split(None, 1)[0]), headers, b"".join(chunks)
+    cpu = time.thread_time() - started
+    return int(status.split(None, 1)[0]), headers, b"".join(chunks), cpu
 
 
 def build_app(wsgi: WsgiApp, port: int, workers: int = 64) -> web.Application:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moto")
     transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
-    stats = {"connections": 0, "requests": 0}
+    stats: dict[str, Any] = {"connections": 0, "requests": 0, "cpu_ms": {}}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -104,7 +113,12 @@ def build_app(wsgi: WsgiApp, port: int, workers: int = 64) -> web.Application:
         body = await request.read()
         environ = wsgi_environ(request, body, port)
         loop = asyncio.get_running_loop()
-        status, headers, payload = await loop.run_in_executor(pool, call_wsgi, wsgi, environ)
+        status, headers, payload, cpu = await loop.run_in_executor(pool, call_wsgi, wsgi, environ)
+        path, _, query = request.raw_path.partition("?")
+        name = classify(request.method, path, query, request.headers, body).name
+        entry = stats["cpu_ms"].setdefault(name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += cpu * 1000
         response = web.Response(status=status, body=payload)
         for name, value in headers:
             lower = name.lower()
