@@ -6,7 +6,8 @@ thread, and in the benchmark that cost is moto's, not the agent's. Here aiohttp 
 connections alive and runs the same WSGI app (moto's ``DomainDispatcherApplication``) in a
 thread pool, one request at a time per thread, like werkzeug's threaded server did.
 
-``GET /__bench/stats`` answers ``{"connections": accepted TCP connections, "requests": n,
+``GET /__bench/stats`` answers ``{"connections": TCP connections that carried AWS requests,
+"requests": n,
 "cpu_ms": {"service:Operation": [calls, CPU ms in moto]}}``: that connections are reused, and
 what each kind of call costs moto (its handler thread's CPU time; the GIL makes it approximate).
 """
@@ -103,12 +104,12 @@ def build_app(wsgi: WsgiApp, port: int, workers: int = 64) -> web.Application:
     stats: dict[str, Any] = {"connections": 0, "requests": 0, "cpu_ms": {}}
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == STATS_PATH:
+            return web.json_response(stats)
         transport = request.transport
         if transport is not None and transport not in transports:
             transports.add(transport)
             stats["connections"] += 1
-        if request.path == STATS_PATH:
-            return web.json_response(stats)
         stats["requests"] += 1
         body = await request.read()
         environ = wsgi_environ(request, body, port)

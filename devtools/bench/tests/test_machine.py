@@ -1,0 +1,55 @@
+"""What the benchmark reads from Linux and how it splits the machine, and the counter deltas."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sdq_bench.agent import call_delta, moto_ms_per_call
+from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, split_cores
+
+pytestmark = pytest.mark.unit
+
+STAT = """cpu  300 0 100 1000 50 0 0 0 0 0
+cpu0 100 0 50 600 20 0 10 0 0 0
+cpu1 200 0 50 400 30 0 0 5 0 0
+intr 1 2 3
+"""
+
+
+def test_core_busy_is_everything_but_idle_and_iowait():
+    busy = core_busy(STAT)
+    assert busy == {0: pytest.approx(160 / TICKS), 1: pytest.approx(255 / TICKS)}
+
+
+def test_the_agent_gets_one_core_and_the_emulator_side_the_rest():
+    split = split_cores([3, 1, 2])
+    assert (split.agent, split.emulator, split.pinned) == ({1}, {2, 3}, True)
+    assert not split_cores([0]).pinned
+    assert not split_cores([0, 1], enabled=False).pinned
+
+
+def test_this_process_is_found_and_measured():
+    assert os.getpid() in descendants(os.getpid())
+    assert cpu_seconds(os.getpid()) > 0
+    assert cpu_seconds(2**22 + 7) == 0.0  # no such process
+
+
+def test_call_delta_keeps_only_calls_made_between_snapshots():
+    before = {"sqs:ReceiveMessage": [3, 3.0, "sqs_request"], "sqs:GetQueueUrl": [1, 1.0, "x"]}
+    after = {
+        "sqs:ReceiveMessage": [13, 13.0, "sqs_request"],
+        "sqs:GetQueueUrl": [1, 1.0, "x"],
+        "sns:Publish": [10, 10.0, "sns_request"],
+    }
+    assert call_delta(before, after) == {
+        "sqs:ReceiveMessage": (10, 10.0, "sqs_request"),
+        "sns:Publish": (10, 10.0, "sns_request"),
+    }
+
+
+def test_moto_cost_per_call_is_taken_over_the_run_only():
+    before = {"cpu_ms": {"dynamodb:CreateTable": [1, 250.0], "dynamodb:UpdateItem": [2, 20.0]}}
+    after = {"cpu_ms": {"dynamodb:CreateTable": [1, 250.0], "dynamodb:UpdateItem": [12, 70.0]}}
+    assert moto_ms_per_call(before, after) == {"dynamodb:UpdateItem": 5.0}
