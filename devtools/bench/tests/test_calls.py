@@ -339,3 +339,5 @@ def test_verdict_reports_starvation_then_foreign_load():
     assert judge(starved_receives=2).line.startswith("FEED-BOUND (2 empty receives")
     noisy = judge(foreign_share=0.3)
     assert (noisy.bottleneck, noisy.meets_goals) == ("machine", True)
+    assert "30% of the agent's core" in noisy.line
+    assert "30% of the machine" in judge(foreign_share=0.3, foreign_scope="the machine").line

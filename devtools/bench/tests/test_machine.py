@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sdq_bench.agent import call_delta, moto_ms_per_call
+from sdq_bench.agent import agent_commands, call_delta, moto_ms_per_call
 from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, split_cores
 
 pytestmark = pytest.mark.unit
@@ -53,3 +53,15 @@ def test_moto_cost_per_call_is_taken_over_the_run_only():
     before = {"cpu_ms": {"dynamodb:CreateTable": [1, 250.0], "dynamodb:UpdateItem": [2, 20.0]}}
     after = {"cpu_ms": {"dynamodb:CreateTable": [1, 250.0], "dynamodb:UpdateItem": [12, 70.0]}}
     assert moto_ms_per_call(before, after) == {"dynamodb:UpdateItem": 5.0}
+
+
+def test_agents_to_compare_are_labelled_and_default_to_this_agent():
+    assert agent_commands(["old=env A=1 python -m x", "new=python -m y"], None) == [
+        ("old", "env A=1 python -m x"),
+        ("new", "python -m y"),
+    ]
+    assert agent_commands([], "python other.py") == [("agent", "python other.py")]
+    label, cmd = agent_commands([], None)[0]
+    assert (label, cmd.endswith("-m sdq_queue_agent")) == ("sdq", True)
+    with pytest.raises(SystemExit, match="LABEL=CMD"):
+        agent_commands(["no-label"], None)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -88,6 +89,7 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Result:
+    agent: str
     gen_s: float
     image_px: int
     aws_latency_ms: float
@@ -227,11 +229,33 @@ class Feeder:
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
 
     def submit(self, count: int) -> None:
-        for _ in range(min(count, self.scenario.tasks - self.submitted)):
-            self._submit_one(self.submitted)
-            self.submitted += 1
+        """Submit up to ``count`` more tasks, ten per call (moto's cost is the emulator side's)."""
+        count = min(count, self.scenario.tasks - self.submitted)
+        while count > 0:
+            batch = [self._task(i) for i in range(self.submitted, self.submitted + min(10, count))]
+            self.ddb.batch_write_item(
+                RequestItems={
+                    self.prov.status_table: [{"PutRequest": {"Item": item}} for _, item in batch]
+                }
+            )
+            self.sns.publish_batch(
+                TopicArn=self.prov.input_topic_arn,
+                PublishBatchRequestEntries=[
+                    {
+                        "Id": str(n),
+                        "Message": task.model_dump_json(exclude_none=True),
+                        "MessageAttributes": {
+                            ATTR_RUNTIME: {"DataType": "String", "StringValue": RUNTIME}
+                        },
+                    }
+                    for n, (task, _) in enumerate(batch)
+                ],
+            )
+            self.submitted += len(batch)
+            count -= len(batch)
 
-    def _submit_one(self, i: int) -> None:
+    def _task(self, i: int) -> tuple[TaskMessage, dict[str, Any]]:
+        """Task ``i`` and its queued status row."""
         px = self.scenario.image_px
         task = TaskMessage(
             id=f"bench-{i:05d}",
@@ -247,15 +271,7 @@ class Feeder:
             status=TaskState.QUEUED,
             output_location=output_location(self.prov.output_bucket, "bench", task.id),
         )
-        self.ddb.put_item(
-            TableName=self.prov.status_table,
-            Item={k: self.serializer.serialize(v) for k, v in record.to_item().items()},
-        )
-        self.sns.publish(
-            TopicArn=self.prov.input_topic_arn,
-            Message=task.model_dump_json(exclude_none=True),
-            MessageAttributes={ATTR_RUNTIME: {"DataType": "String", "StringValue": RUNTIME}},
-        )
+        return task, {k: self.serializer.serialize(v) for k, v in record.to_item().items()}
 
     def start(self) -> None:
         self._thread.start()
@@ -408,8 +424,13 @@ def emulator_argv(scenario: Scenario, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def run_scenario(
-    scenario: Scenario, agent_cmd: list[str], workdir: Path, split: CoreSplit, run: int = 1
+def run_scenario(  # noqa: PLR0917 - one run of one agent in one scenario
+    scenario: Scenario,
+    agent_cmd: list[str],
+    workdir: Path,
+    split: CoreSplit,
+    run: int = 1,
+    label: str = "sdq",
 ) -> Result:
     moto_port, proxy_port, emu_port, agent_port = (free_port() for _ in range(4))
     moto_url = f"http://127.0.0.1:{moto_port}"
@@ -474,7 +495,7 @@ def run_scenario(
         rss_mb, _ = proc_stats(agent.pid)
     spans = generation_spans(workdir / "emulator.log", scenario.runtime_type)
     return summarize(
-        scenario, run, split=split, notes=notes, spans=spans, ready_at=ready_at, before=before,
+        scenario, run, label=label, split=split, notes=notes, spans=spans, ready_at=ready_at, before=before,
         after=after, rss_mb=rss_mb,
         min_depth=min(scenario.depth, scenario.tasks) if feeder.min_depth is None else feeder.min_depth,
 
@@ -485,6 +506,7 @@ def summarize(
     scenario: Scenario,
     run: int,
     *,
+    label: str,
     split: CoreSplit,
     notes: list[tuple[dict[str, Any], float]],
     spans: list[tuple[float, float]],
@@ -526,6 +548,7 @@ def summarize(
         emulator_share=emulator_side,
         foreign_share=foreign,
         starved_receives=starved,
+        foreign_scope="the agent's core" if split.pinned else "the machine",
     )
     errors = {
         k: v - before.proxy["errors"].get(k, 0)
@@ -534,6 +557,7 @@ def summarize(
     }
     latencies = sorted(sent - submitted_at(note, ready_at) for note, sent in notes)
     return Result(
+        agent=label,
         gen_s=scenario.gen_s,
         image_px=scenario.image_px,
         aws_latency_ms=scenario.aws_latency_ms,
@@ -635,7 +659,7 @@ def wait_ready(url: str, agent: subprocess.Popen[bytes], timeout: float) -> floa
 
 SERVICES = ("sqs", "dynamodb", "sns", "s3")
 COLUMNS = (
-    f"{'gen_s':>5} {'px':>4} {'ms':>3} {'tasks':>5} {'run':>3} {'duty':>6} {'e2e':>6} "
+    f"{'agent':<8} {'gen_s':>5} {'px':>4} {'ms':>3} {'tasks':>5} {'run':>3} {'duty':>6} {'e2e':>6} "
     f"{'calls':>5} {'sqs':>4} {'ddb':>4} {'sns':>4} {'s3':>4} {'$/1k':>7} {'cpu_ms':>6} "
     f"{'rss_mb':>6} {'moto%':>5} {'emu%':>5} {'frgn%':>5} {'conns':>5}"
 )
@@ -644,7 +668,7 @@ COLUMNS = (
 def table_row(r: Result) -> str:
     by = [r.calls_by_service.get(s, 0.0) for s in SERVICES]
     return (
-        f"{r.gen_s:>5.2f} {r.image_px:>4} {r.aws_latency_ms:>3.0f} {r.tasks:>5} {r.run:>3} "
+        f"{r.agent[:8]:<8} {r.gen_s:>5.2f} {r.image_px:>4} {r.aws_latency_ms:>3.0f} {r.tasks:>5} {r.run:>3} "
         f"{r.duty_cycle:>6.3f} {r.duty_cycle_e2e:>6.3f} {r.calls_per_task:>5.2f} "
         + " ".join(f"{v:>4.2f}" for v in by)
         + f" {r.cost_per_1000_usd:>7.4f} {r.cpu_ms_per_task:>6.1f} {r.rss_mb:>6.1f} "
@@ -692,7 +716,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--depth", type=int, default=20, help="visible messages kept ahead of the agent"
     )
     cli.add_argument("--repeat", type=int, default=1, help="consecutive runs of every scenario")
-    cli.add_argument("--agent-cmd", default=f"{shlex.quote(sys.executable)} -m sdq_queue_agent")
+    cli.add_argument(
+        "--agent-cmd", default=None, help="the agent's command line (default: this sdq agent)"
+    )
+    cli.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="LABEL=CMD",
+        help="an agent to compare (repeatable): every scenario and run goes through each in turn",
+    )
     cli.add_argument("--json", action="store_true", help="one JSON object per scenario and run")
     cli.add_argument(
         "--runtime-type", choices=("sdwebui", "invokeai"), default="sdwebui", help="emulated API"
@@ -708,6 +741,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return cli.parse_args(argv)
 
 
+def agent_commands(labelled: list[str], agent_cmd: str | None) -> list[tuple[str, str]]:
+    """(label, command line) of every agent to run: ``--agent LABEL=CMD`` values, then
+    ``--agent-cmd`` (label "agent"); this sdq agent when neither is given."""
+    agents = []
+    for value in labelled:
+        label, sep, cmd = value.partition("=")
+        if not sep or not label or not cmd:
+            raise SystemExit(f"--agent takes LABEL=CMD, got {value!r}")
+        agents.append((label, cmd))
+    if agent_cmd:
+        agents.append(("agent", agent_cmd))
+    return agents or [("sdq", f"{shlex.quote(sys.executable)} -m sdq_queue_agent")]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     for key, value in AWS_ENV.items():  # moto accepts any credentials; never use real ones here
@@ -715,27 +762,29 @@ def main(argv: list[str] | None = None) -> int:
     split = split_cores(os.sched_getaffinity(0), enabled=not args.no_pin)
     if split.emulator is not None:
         os.sched_setaffinity(0, split.emulator)  # this process feeds and observes: emulator side
+    agents = agent_commands(args.agent, args.agent_cmd)
     results = []
-    for run in range(1, args.repeat + 1):
-        for gen_s in args.gen_s or [0.5, 0.1]:
-            tasks = args.tasks or max(20, min(200, round(20 / gen_s)))
-            scenario = Scenario(
-                gen_s, args.image_px, args.aws_latency_ms, tasks, args.runtime_type,
-                args.depth, args.moto_server,
-            )  # fmt: skip
-            workdir = Path(tempfile.mkdtemp(prefix="sdq-bench-"))
-            result = run_scenario(scenario, shlex.split(args.agent_cmd), workdir, split, run)
-            results.append(result)
-            if args.json:
-                print(json.dumps(asdict(result)), flush=True)
-            else:
-                print(f"run {run}: {gen_s} s/image done: {result.verdict}", file=sys.stderr)
-            if args.keep_logs:
-                print(f"logs: {workdir}", file=sys.stderr)
-            else:
-                for path in workdir.iterdir():
-                    path.unlink()
-                workdir.rmdir()
+    for run, gen_s, (label, cmd) in itertools.product(
+        range(1, args.repeat + 1), args.gen_s or [0.5, 0.1], agents
+    ):
+        tasks = args.tasks or max(20, min(200, round(20 / gen_s)))
+        scenario = Scenario(
+            gen_s, args.image_px, args.aws_latency_ms, tasks, args.runtime_type,
+            args.depth, args.moto_server,
+        )  # fmt: skip
+        workdir = Path(tempfile.mkdtemp(prefix="sdq-bench-"))
+        result = run_scenario(scenario, shlex.split(cmd), workdir, split, run, label)
+        results.append(result)
+        if args.json:
+            print(json.dumps(asdict(result)), flush=True)
+        else:
+            print(f"run {run}, {label}, {gen_s} s/image: {result.verdict}", file=sys.stderr)
+        if args.keep_logs:
+            print(f"logs: {workdir}", file=sys.stderr)
+        else:
+            for path in workdir.iterdir():
+                path.unlink()
+            workdir.rmdir()
     if not args.json:
         print_table(results)
     return 0

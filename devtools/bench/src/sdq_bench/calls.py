@@ -311,6 +311,7 @@ def verdict(
     emulator_share: float,
     foreign_share: float,
     starved_receives: int,
+    foreign_scope: str = "the agent's core",
 ) -> Verdict:
     """Who limited the run, and whether the issue's goals are met, in one line."""
     goal = duty_goal(gen_s)
@@ -344,6 +345,6 @@ def verdict(
         return Verdict(
             "machine",
             ok,
-            f"NOISY (other processes took {foreign_share:.0%} of the agent's core); {goals}",
+            f"NOISY (other processes took {foreign_share:.0%} of {foreign_scope}); {goals}",
         )
     return Verdict("agent", ok, f"agent-bound; {goals}")
