@@ -25,7 +25,7 @@ def test_core_busy_is_everything_but_idle_and_iowait():
 
 def test_the_agent_gets_one_core_and_the_emulator_side_the_rest():
     split = split_cores([3, 1, 2])
-    assert (split.agent, split.emulator, split.pinned) == ({1}, {2, 3}, True)
+    assert (split.agent, split.emulator, split.pinned) == (frozenset({1}), frozenset({2, 3}), True)
     assert not split_cores([0]).pinned
     assert not split_cores([0, 1], enabled=False).pinned
 

@@ -29,8 +29,9 @@ from urllib.parse import parse_qs, unquote
 # ----------------------------------------------------------------------------- prices
 
 # List prices of the requests the agent makes, one table. Region: us-west-2 (US West, Oregon),
-# the benchmark's region; these request prices are the same in us-east-1. Read 2026-11-26 (see
-# devtools/bench/README.md for the sources checked). Free tiers are ignored (a fleet exceeds them).
+# the benchmark's region, whose request prices for these four services equal us-east-1's. Read
+# 2026-11-26 from published us-east-1 figures (devtools/bench/README.md says which); free tiers
+# are ignored (a fleet exceeds them).
 PRICE_REGION = "us-west-2"
 PRICES_READ_ON = "2026-11-26"
 PRICES_USD: dict[str, float] = {
