@@ -41,7 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ class Result:
     agent_connections: int
     upstream_connections: int
     moto_connections: int
-    # CPU shares of one core during the run (ready → last task settled)
+    # CPU shares of one core during the run (agent ready → every message deleted)
     agent_cpu_share: float
     moto_cpu_share: float
     proxy_cpu_share: float
@@ -137,7 +137,6 @@ class Result:
     meets_goals: bool
     verdict: str
     moto_server: str = "keepalive"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- processes
