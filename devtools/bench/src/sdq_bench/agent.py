@@ -493,12 +493,20 @@ def run_scenario(  # noqa: PLR0917 - one run of one agent in one scenario
         after = sample(pids, f"{aws_url}{STATS}", moto_stats_url)
         rss_mb, _ = proc_stats(agent.pid)
     spans = generation_spans(workdir / "emulator.log", scenario.runtime_type)
+    fed_up_front = min(scenario.depth, scenario.tasks)
     return summarize(
-        scenario, run, label=label, split=split, notes=notes, spans=spans, ready_at=ready_at, before=before,
-        after=after, rss_mb=rss_mb,
-        min_depth=min(scenario.depth, scenario.tasks) if feeder.min_depth is None else feeder.min_depth,
-
-    )  # fmt: skip
+        scenario,
+        run,
+        label=label,
+        split=split,
+        notes=notes,
+        spans=spans,
+        ready_at=ready_at,
+        before=before,
+        after=after,
+        rss_mb=rss_mb,
+        min_depth=fed_up_front if feeder.min_depth is None else feeder.min_depth,
+    )
 
 
 def summarize(
