@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from sdq_bench.agent import agent_commands, call_delta, moto_ms_per_call
-from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, split_cores
+from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, pin_tree, split_cores
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +67,18 @@ def test_agents_to_compare_are_labelled_and_default_to_this_agent():
     assert (label, cmd.endswith("-m sdq_queue_agent")) == ("sdq", True)
     with pytest.raises(SystemExit, match="LABEL=CMD"):
         agent_commands(["no-label"], None)
+
+
+def test_pin_tree_pins_a_child_and_its_threads():
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable core: nothing to pin apart")
+    core = min(os.sched_getaffinity(0))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        pin_tree(child.pid, {core})
+        assert os.sched_getaffinity(child.pid) == {core}
+        assert descendants(child.pid)[0] == child.pid
+    finally:
+        child.communicate(b"", timeout=30)
