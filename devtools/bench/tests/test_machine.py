@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from sdq_bench.agent import agent_commands, call_delta, moto_ms_per_call
+from sdq_bench.agent import Result, agent_commands, call_delta, main, moto_ms_per_call
 from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, pin_tree, split_cores
 
 pytestmark = pytest.mark.unit
@@ -82,3 +83,25 @@ def test_pin_tree_pins_a_child_and_its_threads():
         assert descendants(child.pid)[0] == child.pid
     finally:
         child.communicate(b"", timeout=30)
+
+
+def test_json_results_render_as_the_table(tmp_path, capsys):
+    fields = dict.fromkeys(Result.__dataclass_fields__, 0)
+    row = fields | {
+        "agent": "before",
+        "calls_by_service": {"sqs": 2.0, "dynamodb": 5.0},
+        "calls_by_operation": {"sqs:ReceiveMessage": 1.0},
+        "moto_cpu_ms_by_operation": {"dynamodb:UpdateItem": 9.5},
+        "aws_errors": {},
+        "pinned": "no",
+        "verdict": "agent-bound; goals met",
+        "cost_per_1000_usd": 0.0144,
+        "duty_cycle": 0.981,
+    }
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(row) + "\n")
+    assert main(["--render", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "before" in out and "0.981" in out and "0.0144" in out
+    assert "verdict: agent-bound; goals met" in out
+    assert "dynamodb:UpdateItem 9.5" in out

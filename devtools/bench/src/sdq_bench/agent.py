@@ -745,6 +745,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     cli.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     cli.add_argument("--keep-logs", action="store_true", help="keep process logs and print where")
+    cli.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSONL",
+        help="print the table of earlier --json output (one object per line) and exit",
+    )
     return cli.parse_args(argv)
 
 
@@ -764,6 +770,10 @@ def agent_commands(labelled: list[str], agent_cmd: str | None) -> list[tuple[str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        lines = args.render.read_text().splitlines()
+        print_table([Result(**json.loads(line)) for line in lines if line.strip()])
+        return 0
     for key, value in AWS_ENV.items():  # moto accepts any credentials; never use real ones here
         os.environ[key] = value
     split = split_cores(os.sched_getaffinity(0), enabled=not args.no_pin)
