@@ -9,7 +9,15 @@ import sys
 
 import pytest
 
-from sdq_bench.agent import Result, agent_commands, call_delta, main, moto_ms_per_call
+from sdq_bench.agent import (
+    Result,
+    Sample,
+    agent_commands,
+    call_delta,
+    cpu_picture,
+    main,
+    moto_ms_per_call,
+)
 from sdq_bench.machine import TICKS, core_busy, cpu_seconds, descendants, pin_tree, split_cores
 
 pytestmark = pytest.mark.unit
@@ -105,3 +113,16 @@ def test_json_results_render_as_the_table(tmp_path, capsys):
     assert "before" in out and "0.981" in out and "0.0144" in out
     assert "verdict: agent-bound; goals met" in out
     assert "dynamodb:UpdateItem 9.5" in out
+
+
+def test_cpu_picture_separates_the_benchmarks_cpu_from_other_load():
+    before = Sample(100.0, {}, {0: 50.0, 1: 70.0}, {}, {})
+    cpu = {"agent": 2.0, "moto": 3.0, "proxy": 1.0, "emulator": 0.5, "bench": 0.5}
+    # ten seconds: the agent's core was busy 10 s (2 s the agent's), the other 9 s (5 s ours)
+    after = Sample(110.0, {}, {0: 60.0, 1: 79.0}, {}, {})
+    side, foreign, foreign_emulator = cpu_picture(split_cores([0, 1]), cpu, before, after)
+    assert (side, foreign, foreign_emulator) == pytest.approx((0.5, 0.8, 0.4))
+    side, foreign, _ = cpu_picture(split_cores([0, 1], enabled=False), cpu, before, after)
+    # unpinned: the emulator side against the core the agent leaves; other load machine-wide
+    ncores = os.cpu_count() or 1
+    assert (side, foreign) == pytest.approx((max(0.3, 0.5 / max(1, ncores - 1)), 1.2 / ncores))

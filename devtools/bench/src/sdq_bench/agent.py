@@ -129,6 +129,7 @@ class Result:
     moto_cpu_ms_by_operation: dict[str, float]
     emulator_side_share: float  # of the emulator side's cores
     foreign_share: float  # of the agent's core (pinned) or the machine, taken by other processes
+    foreign_emulator_share: float  # of the emulator side's cores, taken by other processes
     pinned: str
     min_depth: int
     starved_receives: int
@@ -536,26 +537,21 @@ def summarize(
     share = {k: round(v / span_s, 3) for k, v in cpu.items()}
     counts = call_delta(before.proxy["calls"], after.proxy["calls"])
     total_calls = sum(c for c, _, _ in counts.values())
-    side = cpu["moto"] + cpu["proxy"] + cpu["emulator"] + cpu["bench"]
-    ncores = os.cpu_count() or 1
-    if split.pinned and split.emulator and split.agent:
-        emulator_side = side / span_s / len(split.emulator)
-        agent_core_busy = sum(after.cores.get(c, 0) - before.cores.get(c, 0) for c in split.agent)
-        foreign = max(0.0, agent_core_busy - cpu["agent"]) / span_s / len(split.agent)
-    else:
-        emulator_side = max(share["moto"], share["proxy"], side / span_s / max(1, ncores - 1))
-        machine_busy = sum(after.cores.values()) - sum(before.cores.values())
-        foreign = max(0.0, machine_busy - sum(cpu.values())) / span_s / ncores
+    emulator_side, foreign, foreign_emulator = cpu_picture(split, cpu, before, after)
     duty = busy / window
     starved = after.proxy["starved_receives"] - before.proxy["starved_receives"]
+    if foreign_emulator > foreign:
+        worst_foreign, scope = foreign_emulator, "the emulator side's core"
+    else:
+        worst_foreign, scope = foreign, "the agent's core" if split.pinned else "the machine"
     judged = verdict(
         gen_s=scenario.gen_s,
         duty_cycle=duty,
         calls_per_task=total_calls / n,
         emulator_share=emulator_side,
-        foreign_share=foreign,
+        foreign_share=worst_foreign,
         starved_receives=starved,
-        foreign_scope="the agent's core" if split.pinned else "the machine",
+        foreign_scope=scope,
     )
     errors = {
         k: v - before.proxy["errors"].get(k, 0)
@@ -599,6 +595,7 @@ def summarize(
         moto_cpu_ms_by_operation=moto_ms_per_call(before.moto, after.moto),
         emulator_side_share=round(emulator_side, 3),
         foreign_share=round(foreign, 3),
+        foreign_emulator_share=round(foreign_emulator, 3),
         pinned=(
             f"agent {sorted(split.agent)} / emulator side {sorted(split.emulator or [])}"
             if split.agent
@@ -612,6 +609,33 @@ def summarize(
         verdict=judged.line,
         moto_server=scenario.moto,
     )
+
+
+def cpu_picture(
+    split: CoreSplit, cpu: dict[str, float], before: Sample, after: Sample
+) -> tuple[float, float, float]:
+    """(emulator side's CPU share of its cores, share of the agent's core taken by processes
+    outside the benchmark, the same on the emulator side's cores). Unpinned: the emulator side
+    against the cores the agent leaves, and foreign load against the whole machine (twice)."""
+    span_s = after.at - before.at
+    side = cpu["moto"] + cpu["proxy"] + cpu["emulator"] + cpu["bench"]
+
+    def busy(cores: frozenset[int]) -> float:
+        return sum(after.cores.get(c, 0) - before.cores.get(c, 0) for c in cores)
+
+    if split.emulator and split.agent:
+        return (
+            side / span_s / len(split.emulator),
+            max(0.0, busy(split.agent) - cpu["agent"]) / span_s / len(split.agent),
+            max(0.0, busy(split.emulator) - side) / span_s / len(split.emulator),
+        )
+    ncores = os.cpu_count() or 1
+    emulator_side = max(
+        cpu["moto"] / span_s, cpu["proxy"] / span_s, side / span_s / max(1, ncores - 1)
+    )
+    machine_busy = sum(after.cores.values()) - sum(before.cores.values())
+    foreign = max(0.0, machine_busy - sum(cpu.values())) / span_s / ncores
+    return emulator_side, foreign, foreign
 
 
 def call_delta(
@@ -695,7 +719,8 @@ def print_table(results: list[Result]) -> None:
             f"      moto {r.moto_cpu_ms_per_task:.0f} ms CPU/task, proxy {r.proxy_cpu_share:.0%}, "
             f"runtime emulator {r.runtime_emulator_cpu_share:.0%}, bench {r.bench_cpu_share:.0%}; "
             f"connections: moto {r.moto_connections}, proxy->moto {r.upstream_connections}; "
-            f"min depth {r.min_depth}, empty receives {r.empty_receives}"
+            f"min depth {r.min_depth}, empty receives {r.empty_receives}; "
+            f"other load on the emulator side {r.foreign_emulator_share:.0%}"
             + (f"; AWS errors {r.aws_errors}" if r.aws_errors else "")
         )
         costly = sorted(r.moto_cpu_ms_by_operation.items(), key=lambda kv: -kv[1])[:5]
