@@ -194,7 +194,7 @@ class FakeComfy:
         return resp
 
 
-class running_fake_comfy:  # noqa: N801 - used like a function
+class running_fake_comfy:
     """``async with running_fake_comfy() as comfy:`` serves on 127.0.0.1 (``comfy.url``)."""
 
     def __init__(self, port: int = 0) -> None:
@@ -207,7 +207,7 @@ class running_fake_comfy:  # noqa: N801 - used like a function
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.comfy.url = f"http://127.0.0.1:{port}"
         return self.comfy
 

@@ -190,7 +190,7 @@ def test_a_large_video_keeps_only_its_moov_box_while_streaming() -> None:
     info = probe.finish()
     assert (info.width, info.height) == (48, 32)
     assert info.bytes == 32 + 8 + mdat_payload + len(rest)
-    assert probe._head is None  # noqa: SLF001 - an MP4 keeps no head buffer
+    assert probe._head is None
 
 
 def test_an_animated_webp_larger_than_the_head_is_still_an_animation() -> None:
