@@ -44,6 +44,7 @@ def _graph(**video: Any) -> dict[str, Any]:
             "inputs": {"audio": ["1", 0], "filename_prefix": "audio/a"},
         },
         "7": {"class_type": "PreviewAny", "inputs": {"source": "a caption"}},
+        "9": {"class_type": "PreviewAny", "inputs": {"source": '{"seed": 7}'}},
         "8": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
 
@@ -65,6 +66,7 @@ async def test_every_kind_lands_in_s3_the_row_and_the_notification(stack: Stack)
         ("webm", "video", "video/webm", (48, 32)),
         ("flac", "audio", "audio/flac", (None, None)),
         ("txt", "text", "text/plain; charset=utf-8", (None, None)),
+        ("json", "text", "application/json", (None, None)),
     ]
     keys = [image_key("itest", "kinds", n, ext) for n, (ext, *_) in enumerate(expected, start=1)]
     bucket = stack.prov.output_bucket
@@ -81,7 +83,7 @@ async def test_every_kind_lands_in_s3_the_row_and_the_notification(stack: Stack)
         assert "download_url" not in file
     assert objects[keys[2]] == MP4 and objects[keys[3]] == WEBM and objects[keys[4]] == FLAC
     assert objects[keys[1]] == animated_webp()
-    assert objects[keys[5]] == b"a caption"
+    assert objects[keys[5]] == b"a caption" and objects[keys[6]] == b'{"seed": 7}'
     row = stack.status("kinds")
     assert row.outputs == note["image_url"]
     assert [f.model_dump(mode="json", exclude_none=True) for f in row.files] == files

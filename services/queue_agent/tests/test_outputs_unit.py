@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_fakes import make_harness, task_body, virtual_time
+from agent_fakes import make_harness, task_body
 from PIL import Image
 
 from sdq_contracts.keys import image_key
@@ -299,13 +299,6 @@ def _returning(result: RuntimeResult) -> Any:
     return behaviour
 
 
-@pytest.fixture
-async def _virtual() -> AsyncIterator[None]:
-    with virtual_time():
-        yield
-
-
-@pytest.mark.usefixtures("_virtual")
 async def test_every_output_is_stored_and_listed_in_the_row_and_the_notification() -> None:
     h = make_harness()
     cleaned: list[str] = []
@@ -344,7 +337,6 @@ async def test_every_output_is_stored_and_listed_in_the_row_and_the_notification
     assert cleaned == ["t1"]
 
 
-@pytest.mark.usefixtures("_virtual")
 async def test_the_format_choice_converts_stills_and_keeps_everything_else() -> None:
     h = make_harness()
     h.runtime.behaviours["t1"] = _returning(RuntimeResult(files=_every_kind()))
@@ -369,7 +361,6 @@ async def test_the_format_choice_converts_stills_and_keeps_everything_else() -> 
     assert h.store.objects[("outputs", image_key("out", "t1", 2, "webp"))][0] == animation("WEBP")
 
 
-@pytest.mark.usefixtures("_virtual")
 async def test_a_conversion_failure_fails_the_task_permanently_and_still_cleans_up() -> None:
     h = make_harness()
     cleaned: list[str] = []
@@ -393,7 +384,6 @@ async def test_a_conversion_failure_fails_the_task_permanently_and_still_cleans_
     assert cleaned == ["t1"]
 
 
-@pytest.mark.usefixtures("_virtual")
 async def test_streamed_outputs_go_through_the_stream_path_and_in_memory_ones_through_put() -> None:
     h = make_harness()
     h.runtime.behaviours["t1"] = _returning(RuntimeResult(files=_every_kind()))
