@@ -1,11 +1,12 @@
 """ComfyUI runtime: WebSocket events first, ``/history`` (or ``/api/jobs/{id}``) as the
-authority, ``/view`` for outputs, ``/upload/image`` for inputs given by URL or inline.
+authority, ``/view`` for outputs (streamed during the upload stage, after ``run`` returned),
+``/upload/image`` for inputs given by URL or inline.
 
 Cancel uses ``POST /api/jobs/{id}/cancel`` where the server has it (newer ComfyUI), else
 ``/interrupt`` plus ``/queue`` delete (v0.8.0); the first cancel finds out which, once.
 ComfyUI v0.8.0 has no route that deletes files: with ``data_dir`` (the ComfyUI base directory,
 shared with the agent's container) the agent removes a task's input and output folders itself
-once the outputs are read.
+once the outputs are uploaded (the result's ``after_upload``) or the run failed.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ class ComfyUiRuntime:
     async def remove_files(self, task_id: str) -> None:
         """Delete the task's uploaded inputs and saved outputs from ComfyUI's disk.
 
-        Called once the outputs are read (the agent uploads that copy to S3; a task that fails
-        later runs its generation again). ComfyUI v0.8.0 has no delete route, so this needs the
+        Called once the upload stage has streamed the outputs to S3, or the upload or the run
+        failed (a task that fails runs its generation again). ComfyUI v0.8.0 has no delete route, so this needs the
         ComfyUI base directory mounted in the agent's container (``data_dir``); without it the
         files stay, as they always did.
         """
