@@ -436,6 +436,10 @@ ALIASES = {
     "s3:HeadObject": "s3:GetObject",
     # Signing makes no call; the link it makes is a GetObject with the signer's permissions.
     "s3:GeneratePresignedUrl": "s3:GetObject",
+    # A multipart upload is authorized by s3:PutObject (only its abort has an action of its own).
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
 }
 
 

@@ -147,8 +147,10 @@ def agent_policy(spec: RuntimeQueueSpec, queue_arn: str, arns: Arns) -> str:
         ),
         # GetObject: claim-checked task content, the idempotency check on redelivery, and the
         # download links of the notification (a pre-signed URL acts with the signer's rights).
+        # PutObject also covers a multipart upload's create, parts and complete (large
+        # outputs); aborting one is its own action.
         iam.allow(
-            ["s3:GetObject", "s3:PutObject"],
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
             [arns.objects(spec.output_bucket)],
             sid="WriteOutputs",
         ),
