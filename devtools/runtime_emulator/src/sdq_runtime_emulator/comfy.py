@@ -398,7 +398,8 @@ class ComfyUi:
         spec: NodeSpec, raw: dict[str, Any], values: dict[str, tuple[Any, ...]]
     ) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
-        for input_spec in spec.required:
+        given = [one for one in spec.optional if one.name in raw]
+        for input_spec in (*spec.required, *given):
             value = raw[input_spec.name]
             if isinstance(value, list):
                 inputs[input_spec.name] = values[str(value[0])][value[1]]
