@@ -8,13 +8,14 @@ import collections
 import contextlib
 import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sdq_contracts import status
 from sdq_contracts.messages import (
+    OutputObject,
     ResultNotification,
     StatusRecord,
     TaskError,
@@ -175,9 +176,18 @@ class FakeQueue:
 class FakeStore:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.streamed: list[str] = []
 
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self.objects[(bucket, key)] = (data, content_type)
+
+    async def put_stream(
+        self, bucket: str, key: str, chunks: AsyncGenerator[bytes, None], content_type: str
+    ) -> int:
+        data = b"".join([chunk async for chunk in chunks])
+        self.streamed.append(key)
+        await self.put(bucket, key, data, content_type)
+        return len(data)
 
     async def get(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str]:
         if (bucket, key) not in self.objects:
@@ -268,9 +278,20 @@ class FakeStatus:
     async def cancel_requested(self, task_id: str) -> bool:
         return bool(self.rows.get(task_id, {}).get("cancel_requested"))
 
-    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
+    async def complete(
+        self,
+        task_id: str,
+        holder: str,
+        outputs: list[str],
+        now: datetime,
+        files: Sequence[OutputObject] = (),
+    ) -> bool:
         new = status.complete(
-            self.rows.get(task_id), holder=holder, outputs=outputs, stamp=now.isoformat()
+            self.rows.get(task_id),
+            holder=holder,
+            outputs=outputs,
+            stamp=now.isoformat(),
+            files=[f.model_dump(mode="json", exclude_none=True) for f in files],
         )
         return self._apply(task_id, new)
 

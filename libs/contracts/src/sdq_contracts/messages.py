@@ -62,6 +62,8 @@ class OutputKind(StrEnum):
     VIDEO = "video"
     AUDIO = "audio"
     TEXT = "text"  # text or JSON a workflow outputs
+    MODEL_3D = "3d"  # a mesh (glTF binary and the like)
+    OTHER = "other"  # any other file a workflow saves (latents, ...), kept as made
 
 
 class OutputObject(BaseModel):

@@ -156,13 +156,22 @@ def stage(item: Item | None, *, name: str, stamp: str) -> Item | None:
     return item | {"stage": name, "updated_at": stamp}
 
 
-def complete(item: Item | None, *, holder: str, outputs: list[str], stamp: str) -> Item | None:
-    """Only the receive holding the task completes it (refused once cancelled or taken over)."""
+def complete(
+    item: Item | None,
+    *,
+    holder: str,
+    outputs: list[str],
+    stamp: str,
+    files: list[Item] | None = None,
+) -> Item | None:
+    """Only the receive holding the task completes it (refused once cancelled or taken over).
+    ``files``: each output's metadata (``OutputObject`` as JSON, no links), in ``outputs``' order."""
     if item is None or _status(item) != TaskState.RUNNING.value or item.get(HOLDER) != holder:
         return None
     return _without(item, "error", "stage", HOLDER, LEASE_UNTIL, RETRY_AT) | {
         "status": TaskState.COMPLETED.value,
         "outputs": outputs,
+        "files": files or [],
         "finished_at": stamp,
         "updated_at": stamp,
         ANNOUNCED: False,

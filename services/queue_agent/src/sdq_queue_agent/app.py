@@ -205,7 +205,7 @@ class _AwsAdapters:
 def aws_adapters(settings: AgentSettings, clients: _Clients) -> _AwsAdapters:
     return _AwsAdapters(
         queue=SqsQueue(clients.sqs, settings.queue_url),
-        store=S3Store(clients.s3),
+        store=S3Store(clients.s3, part_size=settings.upload_part_mib * 1024 * 1024),
         publisher=SnsPublisher(clients.sns, settings.result_topic_arn),
         status=DynamoStatusStore(clients.dynamodb, settings.status_table),
     )

@@ -71,6 +71,12 @@ class WorkflowExecutionError(PermanentTaskError):
     code = "execution_error"
 
 
+class OutputConversionError(PermanentTaskError):
+    """An output could not be stored in the image format the task asked for."""
+
+    code = "output_conversion_failed"
+
+
 # --- transient -----------------------------------------------------------------------------
 
 

@@ -80,6 +80,8 @@ class AgentSettings(BaseSettings):
     # --- inputs and callbacks ---
     url_allowlist: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
     max_input_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 20 * 1024 * 1024
+    # Outputs larger than one part upload as multipart (S3 parts are 5 MiB to 5 GiB).
+    upload_part_mib: Annotated[int, Field(ge=5, le=5120)] = 8
     input_connect_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5
     input_read_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30
     webhook_secret: SecretStr | None = None

@@ -6,9 +6,10 @@ Retries of AWS calls are botocore's (standard mode); anything that still fails b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sdq_contracts.messages import (
     ATTR_RUNTIME,
     ATTR_STATUS,
     ATTR_TRACE_HEADER,
+    OutputObject,
     ResultNotification,
     TaskError,
     TaskState,
@@ -41,6 +43,8 @@ from sdq_queue_agent.domain.model import (
 )
 from sdq_queue_agent.errors import AwsError, InputRefusedError, InputTooLargeError, StartupError
 
+# Multipart part size for outputs that do not fit in one (S3's minimum is 5 MiB).
+PART_SIZE = 8 * 1024 * 1024
 # A key that never exists: start-up reads it to open connections (warm-up).
 WARMUP_KEY = "_sdq/agent-warm-up"
 
@@ -150,12 +154,77 @@ class SqsQueue:
 
 
 class S3Store:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, part_size: int = PART_SIZE) -> None:
         self._s3 = client
+        self._part_size = part_size
 
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         async with _aws("PutObject"):
             await self._s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def put_stream(
+        self, bucket: str, key: str, chunks: AsyncGenerator[bytes, None], content_type: str
+    ) -> int:
+        """One PutObject when the bytes fit in one part; else a multipart upload that sends part
+        k while part k+1 is read (at most two parts in memory), aborted on any failure."""
+        async with contextlib.aclosing(_parts(chunks, self._part_size)) as parts:
+            first = await anext(parts, None)
+            second = await anext(parts, None) if first is not None else None
+            if second is None:
+                body = first or b""
+                await self.put(bucket, key, body, content_type)
+                return len(body)
+
+            async def every_part() -> AsyncGenerator[bytes, None]:
+                yield first or b""
+                yield second
+                async for part in parts:
+                    yield part
+
+            async with contextlib.aclosing(every_part()) as all_parts:
+                return await self._multipart(bucket, key, content_type, all_parts)
+
+    async def _multipart(
+        self, bucket: str, key: str, content_type: str, parts: AsyncGenerator[bytes, None]
+    ) -> int:
+        async with _aws("CreateMultipartUpload"):
+            created = await self._s3.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type
+            )
+        upload_id = str(created["UploadId"])
+        done: list[dict[str, Any]] = []
+        sending: asyncio.Task[dict[str, Any]] | None = None
+        total = 0
+
+        async def send(number: int, body: bytes) -> dict[str, Any]:
+            async with _aws("UploadPart"):
+                resp = await self._s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+            return {"PartNumber": number, "ETag": resp["ETag"]}
+
+        try:
+            async for part in parts:
+                if sending is not None:
+                    done.append(await sending)
+                total += len(part)
+                sending = asyncio.create_task(send(len(done) + 1, part))
+            if sending is not None:
+                done.append(await sending)
+                sending = None
+            async with _aws("CompleteMultipartUpload"):
+                await self._s3.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+                )
+        except BaseException:
+            if sending is not None:
+                sending.cancel()
+                with contextlib.suppress(BaseException):
+                    await sending
+            with contextlib.suppress(ClientError, BotoCoreError):
+                await self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+        return total
 
     async def warm_up(self, bucket: str) -> None:
         """Open the connection before the first task (a HEAD of a key that never exists)."""
@@ -180,6 +249,20 @@ class S3Store:
                 raise InputTooLargeError(f"{uri} is larger than {max_bytes} bytes")
             data: bytes = await body.read()
         return data, str(resp.get("ContentType") or "application/octet-stream")
+
+
+async def _parts(chunks: AsyncGenerator[bytes, None], size: int) -> AsyncGenerator[bytes, None]:
+    """``chunks`` regrouped into parts of ``size`` bytes (the last one shorter)."""
+    buf = bytearray()
+    async with contextlib.aclosing(chunks) as source:
+        async for chunk in source:
+            buf += chunk
+            while len(buf) >= size:
+                part = bytes(buf[:size])
+                del buf[:size]
+                yield part
+    if buf:
+        yield bytes(buf)
 
 
 class SnsPublisher:
@@ -327,15 +410,32 @@ class DynamoStatusStore:
         item = await self._get(task_id)
         return bool(item and item.get("cancel_requested"))
 
-    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
+    async def complete(
+        self,
+        task_id: str,
+        holder: str,
+        outputs: list[str],
+        now: datetime,
+        files: Sequence[OutputObject] = (),
+    ) -> bool:
         return await self._update(
             task_id,
-            "SET #status = :completed, #outputs = :out, #finished_at = :now, #updated_at = :now, "
-            "#announced = :false REMOVE #error, #stage, #holder, #lease_until, #retry_at",
+            "SET #status = :completed, #outputs = :out, #files = :files, #finished_at = :now, "
+            "#updated_at = :now, #announced = :false "
+            "REMOVE #error, #stage, #holder, #lease_until, #retry_at",
             "#status = :running AND #holder = :holder",
             {
                 ":completed": TaskState.COMPLETED.value,
                 ":out": outputs,
+                # No links in the row (the status answer signs fresh ones).
+                ":files": [
+                    f.model_dump(
+                        mode="json",
+                        exclude_none=True,
+                        exclude={"download_url", "download_expires_at"},
+                    )
+                    for f in files
+                ],
                 ":now": now.isoformat(),
                 ":false": False,
                 ":running": TaskState.RUNNING.value,
@@ -416,6 +516,7 @@ _ATTRIBUTES = (
     "output_location",
     "expires_at",
     "outputs",
+    "files",
     "error",
     "permanent",
     "stage",

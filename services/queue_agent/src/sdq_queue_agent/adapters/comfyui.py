@@ -11,13 +11,14 @@ once the outputs are read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ import structlog
 
 from sdq_contracts.messages import TaskMessage
 from sdq_queue_agent.adapters.runtime_http import SHORT, read_json, unavailable_on_network_error
-from sdq_queue_agent.domain import comfyui_graph
-from sdq_queue_agent.domain.files import by_filename, ext_for
+from sdq_queue_agent.domain import comfyui_graph, output_media
+from sdq_queue_agent.domain.files import ext_for
 from sdq_queue_agent.domain.inputs import substitute
 from sdq_queue_agent.domain.model import FetchedInput, OutputFile, RuntimeRequest, RuntimeResult
 from sdq_queue_agent.errors import (
@@ -42,6 +43,9 @@ _TERMINAL = frozenset({"execution_success", "execution_error", "execution_interr
 UPLOAD_SUBFOLDER = comfyui_graph.OUTPUT_ROOT
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 VIEW = aiohttp.ClientTimeout(total=300, sock_connect=5)
+# Outputs stream from /view as long as bytes keep coming (a 1 GB video takes a while to store).
+STREAM = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=120)
+CHUNK = 256 * 1024
 
 
 class ComfyUiRuntime:
@@ -117,9 +121,11 @@ class ComfyUiRuntime:
         try:
             entry = await self._execute(request, prompt_id)
             return await self._result(request, prompt_id, entry)
+        except BaseException:
+            await self.remove_files(request.task_id)
+            raise
         finally:
             self._prompts.pop(request.task_id, None)
-            await self.remove_files(request.task_id)
 
     async def remove_files(self, task_id: str) -> None:
         """Delete the task's uploaded inputs and saved outputs from ComfyUI's disk.
@@ -296,28 +302,56 @@ class ComfyUiRuntime:
             if "execution_interrupted" in messages:
                 raise InterruptedByOtherError("ComfyUI prompt was interrupted by someone else")
             raise RuntimeRejectedError(f"ComfyUI prompt ended with status {status or 'unknown'!r}")
-        refs = comfyui_graph.history_outputs(entry)
-        if not refs:
-            raise RuntimeRejectedError(
-                "workflow finished without saving any output (no SaveImage-like node)"
+        made = comfyui_graph.history_outputs(entry)
+        if not made:
+            previews = comfyui_graph.history_previews(entry)
+            hint = (
+                f"; its {previews} preview file(s) (type temp: PreviewImage-like nodes) are not"
+                " kept, use a Save node"
+                if previews
+                else ""
             )
-        files = [await self._view(ref) for ref in refs]
+            raise RuntimeRejectedError(
+                f"workflow finished without saving any output (no SaveImage-like node){hint}"
+            )
+        task_id = request.task_id
+
+        async def remove() -> None:
+            await self.remove_files(task_id)
+
         return RuntimeResult(
-            files=tuple(files), response={"prompt_id": prompt_id, "history": entry}
+            files=tuple(self._output(item) for item in made),
+            response={"prompt_id": prompt_id, "history": entry},
+            after_upload=remove,
         )
 
-    async def _view(self, ref: comfyui_graph.OutputRef) -> OutputFile:
-        params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
-        async with (
-            unavailable_on_network_error("GET view"),
-            self._session.get(f"{self._base}/view", params=params, timeout=VIEW) as resp,
-        ):
-            if resp.status != 200:
-                raise RuntimeUnavailableError(f"GET view {ref.filename}: HTTP {resp.status}")
-            data = await resp.read()
-            header_type = resp.headers.get("Content-Type")
-        content_type, ext = by_filename(ref.filename, header_type)
-        return OutputFile(data=data, content_type=content_type, ext=ext)
+    def _output(self, item: comfyui_graph.OutputRef | comfyui_graph.TextOutput) -> OutputFile:
+        """A text as a file; a saved file as a source read through ``/view`` while it uploads
+        (after ``run`` returned: the next generation is already running)."""
+        if isinstance(item, comfyui_graph.TextOutput):
+            content_type, ext = output_media.TEXT_PLAIN, "txt"
+            with contextlib.suppress(ValueError):
+                if isinstance(json.loads(item.text), dict | list):
+                    content_type, ext = output_media.JSON, "json"
+            return OutputFile(
+                item.text.encode("utf-8"), content_type, ext, name=f"node {item.node} text"
+            )
+        content_type, ext = output_media.by_filename(item.filename)
+        params = {"filename": item.filename, "subfolder": item.subfolder, "type": item.type}
+        url = f"{self._base}/view"
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            async with (
+                unavailable_on_network_error("GET view"),
+                self._session.get(url, params=params, timeout=STREAM) as resp,
+            ):
+                if resp.status != 200:
+                    raise RuntimeUnavailableError(f"GET view {item.filename}: HTTP {resp.status}")
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    yield chunk
+
+        name = f"{item.subfolder}/{item.filename}" if item.subfolder else item.filename
+        return OutputFile(None, content_type, ext, source=chunks, name=name)
 
     async def interrupt(self, task_id: str) -> None:
         self._interrupted.add(task_id)

@@ -66,27 +66,60 @@ def for_run(graph: dict[str, Any], task_id: str, run: str) -> dict[str, Any]:
     return out
 
 
-def history_outputs(entry: dict[str, Any]) -> list[OutputRef]:
-    """Saved files (``type == output``) of a finished prompt, in node order."""
-    refs: list[OutputRef] = []
+@dataclass(frozen=True)
+class TextOutput:
+    """A string a node showed (``PreviewAny``'s ``ui.text``): an output without a file."""
+
+    node: str
+    text: str
+
+
+def history_outputs(entry: dict[str, Any]) -> list[OutputRef | TextOutput]:
+    """Everything a finished prompt made, in node order, then in the order each node listed it.
+
+    ComfyUI v0.8.0's ``history.outputs[node]`` is the node's ``ui`` dict: saved files are
+    ``{"filename", "subfolder", "type"}`` items under ``images`` (SaveImage, SaveAnimatedWEBP,
+    SaveAnimatedPNG — with ``animated: [true]`` beside them —, SaveWEBM and SaveVideo, which
+    report their video there too, SaveSVGNode), ``audio`` (SaveAudio, SaveAudioMP3,
+    SaveAudioOpus), ``3d`` (SaveGLB) or ``latents`` (SaveLatent); text is a list of strings
+    under ``text`` (PreviewAny). Only ``type: output`` files count: ``temp`` ones are previews
+    (PreviewImage, PreviewAudio, PreviewMask) that ComfyUI does not keep.
+    """
+    found: list[OutputRef | TextOutput] = []
     outputs = entry.get("outputs") or {}
     for node_id in sorted(outputs, key=_node_order):
         node_out = outputs[node_id]
         if not isinstance(node_out, dict):
             continue
-        for items in node_out.values():
-            if not isinstance(items, list):
+        for key, items in node_out.items():
+            if key == "animated" or not isinstance(items, list):
                 continue
             for item in items:
-                if (
+                if key == "text" and isinstance(item, str):
+                    found.append(TextOutput(str(node_id), item))
+                elif (
                     isinstance(item, dict)
                     and isinstance(item.get("filename"), str)
                     and item.get("type", "output") == "output"
                 ):
-                    refs.append(
+                    found.append(
                         OutputRef(item["filename"], str(item.get("subfolder") or ""), "output")
                     )
-    return refs
+    return found
+
+
+def history_previews(entry: dict[str, Any]) -> int:
+    """How many ``temp`` files (previews, not kept) a finished prompt listed."""
+    outputs = entry.get("outputs") or {}
+    return sum(
+        1
+        for node_out in outputs.values()
+        if isinstance(node_out, dict)
+        for items in node_out.values()
+        if isinstance(items, list)
+        for item in items
+        if isinstance(item, dict) and item.get("type") == "temp"
+    )
 
 
 def history_status(entry: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -65,11 +65,26 @@ class RuntimeRequest:
     model: str | None = None
 
 
+# Opens a runtime's answer for one output and yields its bytes in chunks (a large output
+# streams to S3 without being held whole).
+ByteSource = Callable[[], AsyncGenerator[bytes, None]]
+
+
 @dataclass(frozen=True)
 class OutputFile:
-    data: bytes
+    """One output: its bytes in memory (``data``) or read from the runtime on demand
+    (``source``), exactly one of the two."""
+
+    data: bytes | None
     content_type: str
     ext: str
+    source: ByteSource | None = field(default=None, compare=False)
+    # Where the runtime keeps it (for logs and errors), e.g. ComfyUI's subfolder/filename.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.source is None):
+            raise ValueError("an output has either data or a source")
 
 
 @dataclass(frozen=True)
@@ -77,8 +92,9 @@ class RuntimeResult:
     files: tuple[OutputFile, ...]
     # The runtime's full response for the ``.out`` object (images elided, see README).
     response: dict[str, Any] = field(default_factory=dict)
-    # Run once the files are in S3 (best effort, beside the next task): a runtime that keeps
-    # its outputs (InvokeAI's image store) removes them here.
+    # Run once the upload ended, stored or failed (best effort, beside the next task): a
+    # runtime that keeps its outputs (InvokeAI's image store, ComfyUI's output folder) removes
+    # them here; a task that failed after generating runs its generation again.
     after_upload: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 

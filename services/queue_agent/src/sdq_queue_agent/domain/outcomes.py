@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
 
 from sdq_contracts.keys import image_key, output_location, response_key
 from sdq_contracts.messages import (
+    OutputObject,
     ResultNotification,
     StatusRecord,
     TaskError,
     TaskMessage,
     TaskState,
 )
+from sdq_queue_agent.domain import image_format
 from sdq_queue_agent.domain.clock import Clock
 from sdq_queue_agent.domain.held import Held, HeldRegistry
-from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, RuntimeResult
+from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, OutputFile, RuntimeResult
+from sdq_queue_agent.domain.output_media import Probe, describe, kind_of
 from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
 from sdq_queue_agent.domain.ports import (
@@ -33,9 +37,38 @@ from sdq_queue_agent.domain.ports import (
 )
 from sdq_queue_agent.domain.preparation import Job, NotClaimed
 from sdq_queue_agent.domain.ssrf import redact_url
-from sdq_queue_agent.errors import TaskFailure
+from sdq_queue_agent.errors import OutputConversionError, TaskFailure
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+# Outputs uploading side by side (each streaming one holds up to two parts in memory).
+UPLOADS_AT_ONCE = 4
+# A still image the task wants converted is read whole first; larger than this it fails.
+MAX_CONVERT_BYTES = 256 * 1024 * 1024
+
+
+async def _read_all(file: OutputFile) -> bytes:
+    """A runtime's output read whole (for a format conversion), bounded."""
+    buf = bytearray()
+    if file.source is not None:
+        async with aclosing(file.source()) as chunks:
+            async for chunk in chunks:
+                buf += chunk
+                if len(buf) > MAX_CONVERT_BYTES:
+                    raise OutputConversionError(
+                        f"output {file.name or file.ext} is larger than {MAX_CONVERT_BYTES} bytes:"
+                        " too large to convert"
+                    )
+    return bytes(buf)
+
+
+async def _probed(file: OutputFile, probe: Probe) -> AsyncGenerator[bytes, None]:
+    """The output's chunks, each shown to ``probe`` on the way to S3."""
+    if file.source is None:
+        return
+    async with aclosing(file.source()) as chunks:
+        async for chunk in chunks:
+            probe.feed(chunk)
+            yield chunk
 
 
 class Outcomes:
@@ -79,16 +112,20 @@ class Outcomes:
         self._spawn(self.record_stage(held, task, "uploading"))
         try:
             started = self._clock.monotonic()
-            with held.stage("upload"):
-                urls = await self._upload(task, result)
+            try:
+                with held.stage("upload"):
+                    files = await self._upload(task, result)
+            finally:
+                # Stored or not, the runtime's copy is done with (a failed task generates again).
+                if result.after_upload is not None:
+                    self._spawn(self._after_upload(held, result.after_upload))
+            urls = [f.url for f in files]
             job.timings["upload"] = round(self._clock.monotonic() - started, 3)
-            if result.after_upload is not None:
-                self._spawn(self._after_upload(held, result.after_upload))
             self._metrics.stage("upload", job.timings["upload"])
             started = self._clock.monotonic()
             with held.stage("status.update"):
                 announced = await self._status.complete(
-                    task.id, held.holder, urls, self._clock.now()
+                    task.id, held.holder, urls, self._clock.now(), files
                 )
             with held.stage("notify"):
                 notification = None
@@ -97,7 +134,7 @@ class Outcomes:
                         (self._clock.now() - task.submitted_at).total_seconds(), 3
                     )
                     notification = self._notification(
-                        task, held, TaskState.COMPLETED, urls=urls, timings=job.timings
+                        task, held, TaskState.COMPLETED, files=files, timings=job.timings
                     )
                     await self._publish(notification)
                 await self._queue.delete(held.message)
@@ -126,18 +163,67 @@ class Outcomes:
         except TaskFailure as exc:
             held.log.warning("could_not_record_the_task_s_stage", stage=stage, error=str(exc))
 
-    async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[str]:
+    async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[OutputObject]:
+        """Every output under its deterministic key (at most :data:`UPLOADS_AT_ONCE` at a time,
+        so large ones streaming side by side stay bounded in memory), plus the ``.out``."""
         bucket = self._cfg.output_bucket
-        keys = [
-            image_key(task.prefix, task.id, n, f.ext) for n, f in enumerate(result.files, start=1)
-        ]
         out_key = response_key(task.prefix, task.id)
         out_body = json.dumps(result.response, separators=(",", ":"), default=str).encode("utf-8")
-        async with asyncio.TaskGroup() as tg:
-            for key, file in zip(keys, result.files, strict=True):
-                tg.create_task(self._store.put(bucket, key, file.data, file.content_type))
-            tg.create_task(self._store.put(bucket, out_key, out_body, "application/json"))
-        return [f"s3://{bucket}/{key}" for key in keys]
+        gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+        async def one(n: int, file: OutputFile) -> OutputObject:
+            async with gate:
+                return await self._store_output(task, n, file)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                stored = [
+                    tg.create_task(one(n, file)) for n, file in enumerate(result.files, start=1)
+                ]
+                tg.create_task(self._store.put(bucket, out_key, out_body, "application/json"))
+        except BaseExceptionGroup as group:
+            # The classified failure (a permanent one first: retrying would not help) decides.
+            failures = [e for e in group.exceptions if isinstance(e, TaskFailure)]
+            failures.sort(key=lambda e: not e.permanent)
+            if failures:
+                raise failures[0] from None
+            raise
+        return [t.result() for t in stored]
+
+    async def _store_output(self, task: TaskMessage, n: int, file: OutputFile) -> OutputObject:
+        bucket = self._cfg.output_bucket
+        options = task.output
+        if options is not None and image_format.wants_conversion(options, file.content_type):
+            data = file.data if file.data is not None else await _read_all(file)
+            image = await asyncio.to_thread(
+                image_format.convert, data, file.content_type, file.ext, options
+            )
+            key = image_key(task.prefix, task.id, n, image.ext)
+            await self._store.put(bucket, key, image.data, image.content_type)
+            return OutputObject(
+                url=f"s3://{bucket}/{key}",
+                kind=kind_of(image.content_type, animated=image.animated),
+                content_type=image.content_type,
+                bytes=len(image.data),
+                width=image.width,
+                height=image.height,
+            )
+        key = image_key(task.prefix, task.id, n, file.ext)
+        if file.data is not None:
+            info = await asyncio.to_thread(describe, file.data, file.content_type)
+            await self._store.put(bucket, key, file.data, file.content_type)
+        else:
+            probe = Probe(file.content_type)
+            await self._store.put_stream(bucket, key, _probed(file, probe), file.content_type)
+            info = probe.finish()
+        return OutputObject(
+            url=f"s3://{bucket}/{key}",
+            kind=info.kind,
+            content_type=file.content_type,
+            bytes=info.bytes,
+            width=info.width,
+            height=info.height,
+        )
 
     async def _webhook(
         self, task: TaskMessage, url: str, notification: ResultNotification, held: Held
@@ -156,6 +242,7 @@ class Outcomes:
         held: Held,
         state: TaskState,
         *,
+        files: Sequence[OutputObject] = (),
         urls: list[str] | None = None,
         error: TaskError | None = None,
         timings: dict[str, float] | None = None,
@@ -165,7 +252,8 @@ class Outcomes:
             runtime=task.runtime,
             result=state is TaskState.COMPLETED,
             status=state,
-            image_url=urls or [],
+            image_url=urls if urls is not None else [f.url for f in files],
+            files=list(files),
             output_location=self.output_location(task),
             context=task.context,
             error=error,
@@ -220,7 +308,13 @@ class Outcomes:
         held.log.warning("announcing_a_finished_task_whose_notification_was_not_confirmed")
         await self._publish(
             self._notification(
-                task, held, record.status, urls=list(record.outputs), error=record.error
+                task,
+                held,
+                record.status,
+                files=record.files,
+                # A row from before output metadata lists only the URIs.
+                urls=list(record.outputs),
+                error=record.error,
             )
         )
 

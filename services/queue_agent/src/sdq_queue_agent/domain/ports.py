@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sdq_contracts.messages import ResultNotification, TaskError, TaskMessage
+from sdq_contracts.messages import OutputObject, ResultNotification, TaskError, TaskMessage
 from sdq_queue_agent.domain.model import (
     Claim,
     FetchedInput,
@@ -38,6 +38,13 @@ class TaskQueue(Protocol):
 
 class ObjectStore(Protocol):
     async def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_stream(
+        self, bucket: str, key: str, chunks: AsyncGenerator[bytes, None], content_type: str
+    ) -> int:
+        """Store what ``chunks`` yields without holding it whole: one PutObject when it fits in
+        one part, else a multipart upload (aborted on any failure). Returns the byte count."""
+        ...
 
     async def get(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str]:
         """Bytes and content type; raises InputTooLargeError above ``max_bytes``."""
@@ -79,8 +86,16 @@ class StatusStore(Protocol):
         running any more."""
         ...
 
-    async def complete(self, task_id: str, holder: str, outputs: list[str], now: datetime) -> bool:
-        """Mark completed; False when the row was cancelled or taken over meanwhile (nothing to
+    async def complete(
+        self,
+        task_id: str,
+        holder: str,
+        outputs: list[str],
+        now: datetime,
+        files: Sequence[OutputObject] = (),
+    ) -> bool:
+        """Mark completed with the output URIs and their metadata (``files``, same order, no
+        links); False when the row was cancelled or taken over meanwhile (nothing to
         announce)."""
         ...
 
