@@ -238,3 +238,14 @@ async def test_object_info_lists_the_media_nodes(emulator, http):
     assert info["CreateVideo"]["output"] == ["VIDEO"]
     assert info["CreateVideo"]["input"]["optional"] == {"audio": ["AUDIO"]}
     assert info["PreviewAny"]["input"]["required"]["source"] == ["*"]
+
+
+async def test_jobs_count_saved_files_only(emulator, http):
+    """v0.8.0's outputs_count skips the ``animated`` flag and text (items that are not dicts)."""
+    await run(http, emulator.url, workflows.animation_and_image(frame_count=3), "count-anim")
+    await run(http, emulator.url, workflows.text("words"), "count-text")
+    counts = {}
+    for prompt_id in ("count-anim", "count-text"):
+        async with http.get(f"{emulator.url}/api/jobs/{prompt_id}") as response:
+            counts[prompt_id] = (await response.json())["outputs_count"]
+    assert counts == {"count-anim": 4, "count-text": 0}
