@@ -249,3 +249,23 @@ async def test_jobs_count_saved_files_only(emulator, http):
         async with http.get(f"{emulator.url}/api/jobs/{prompt_id}") as response:
             counts[prompt_id] = (await response.json())["outputs_count"]
     assert counts == {"count-anim": 4, "count-text": 0}
+
+
+async def test_video_with_a_soundtrack(emulator, http):
+    prompt = workflows.video(frame_count=4) | {
+        "30": {
+            "class_type": "EmptyAudio",
+            "inputs": {"duration": 5.0, "sample_rate": 16000, "channels": 2},
+        }
+    }
+    prompt["3"]["inputs"]["audio"] = ["30", 0]
+    del prompt["5"]
+    entry = await run(http, emulator.url, prompt, "video-audio")
+    _, data = await fetch(http, emulator.url, entry["outputs"]["4"]["images"][0])
+    with av.open(io.BytesIO(data), mode="r") as container:
+        [video], [audio] = container.streams.video, container.streams.audio
+        assert (video.codec_context.name, audio.codec_context.name) == ("h264", "aac")
+        assert audio.codec_context.sample_rate == 16000
+        # Cut to the frames' length: 4 frames at 8 fps are half a second, not the clip's 5 s.
+        samples = sum(int(frame.samples) for frame in container.decode(audio))
+        assert samples <= 16000 * 0.5 + 2048
