@@ -434,6 +434,10 @@ ALIASES = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     # There is no s3:HeadObject action: HEAD is authorized by s3:GetObject (the agent's warm-up).
     "s3:HeadObject": "s3:GetObject",
+    # A multipart upload is authorized by s3:PutObject (only its abort has an action of its own).
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
 }
 
 

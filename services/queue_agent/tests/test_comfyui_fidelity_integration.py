@@ -12,6 +12,7 @@ from agent_stack import Stack, task
 from PIL import Image
 
 from sdq_contracts.keys import image_key
+from sdq_queue_agent.domain.model import OutputFile
 from sdq_runtime_emulator import running_emulator, workflows
 
 pytestmark = pytest.mark.integration
@@ -135,9 +136,21 @@ async def test_a_task_run_again_after_its_files_were_removed_gets_new_files(
         runtime = ComfyUiRuntime(session, emu.url, data_dir=tmp_path)
         request = runtime.prepare(message, graph)
         first = await runtime.run(request)
+        # What the upload stage does: read the outputs from /view, then the clean-up hook.
+        assert (await _read(first.files[0])).startswith(b"\x89PNG")
+        assert first.after_upload is not None
+        await first.after_upload()
         second = await runtime.run(request)
+        again = await _read(second.files[0])
+        assert second.after_upload is not None
+        await second.after_upload()
         sampled = emu.state.stats.comfyui.generations_started
     assert len(first.files) == len(second.files) == 1
-    assert second.files[0].data.startswith(b"\x89PNG")
+    assert again.startswith(b"\x89PNG")
     assert sampled == 2  # the save node ran again (the sampler may come from the cache)
     assert not (tmp_path / "output" / "sdq" / "again").exists()
+
+
+async def _read(file: OutputFile) -> bytes:
+    assert file.source is not None  # ComfyUI outputs stream from /view
+    return b"".join([chunk async for chunk in file.source()])

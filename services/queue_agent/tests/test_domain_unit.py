@@ -303,7 +303,13 @@ def test_comfyui_history_reading() -> None:
         },
         "status": {"status_str": "success", "messages": []},
     }
-    assert [r.filename for r in comfyui_graph.history_outputs(entry)] == ["a.png", "v.mp4", "b.png"]
+    refs = comfyui_graph.history_outputs(entry)
+    assert [r.filename for r in refs if isinstance(r, comfyui_graph.OutputRef)] == [
+        "a.png",
+        "v.mp4",
+        "b.png",
+    ]
+    assert len(refs) == 3
     failed = {
         "status": {
             "status_str": "error",

@@ -146,8 +146,10 @@ def agent_policy(spec: RuntimeQueueSpec, queue_arn: str, arns: Arns) -> str:
             sid="ReadModels",
         ),
         # GetObject: claim-checked task content and the idempotency check on redelivery.
+        # PutObject also covers a multipart upload's create, parts and complete (large
+        # outputs); aborting one is its own action.
         iam.allow(
-            ["s3:GetObject", "s3:PutObject"],
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
             [arns.objects(spec.output_bucket)],
             sid="WriteOutputs",
         ),

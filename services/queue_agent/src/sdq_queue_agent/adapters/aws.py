@@ -258,7 +258,8 @@ async def _parts(chunks: AsyncGenerator[bytes, None], size: int) -> AsyncGenerat
         async for chunk in source:
             buf += chunk
             while len(buf) >= size:
-                part = bytes(buf[:size])
+                with memoryview(buf) as view:
+                    part = bytes(view[:size])  # one copy (a bytearray slice would be a second)
                 del buf[:size]
                 yield part
     if buf:

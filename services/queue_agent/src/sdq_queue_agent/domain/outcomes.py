@@ -115,10 +115,13 @@ class Outcomes:
             try:
                 with held.stage("upload"):
                     files = await self._upload(task, result)
-            finally:
+            except asyncio.CancelledError:
+                raise  # shutting down: the files stay for the task's next run to replace
+            except BaseException:
                 # Stored or not, the runtime's copy is done with (a failed task generates again).
-                if result.after_upload is not None:
-                    self._spawn(self._after_upload(held, result.after_upload))
+                self._clean_up(held, result)
+                raise
+            self._clean_up(held, result)
             urls = [f.url for f in files]
             job.timings["upload"] = round(self._clock.monotonic() - started, 3)
             self._metrics.stage("upload", job.timings["upload"])
@@ -147,6 +150,10 @@ class Outcomes:
         await self._held.drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, task.callback_url, notification, held))
+
+    def _clean_up(self, held: Held, result: RuntimeResult) -> None:
+        if result.after_upload is not None:
+            self._spawn(self._after_upload(held, result.after_upload))
 
     async def _after_upload(self, held: Held, cleanup: Callable[[], Awaitable[None]]) -> None:
         """The runtime's clean-up of outputs already in S3; a failure only leaves files behind."""
@@ -210,7 +217,7 @@ class Outcomes:
             )
         key = image_key(task.prefix, task.id, n, file.ext)
         if file.data is not None:
-            info = await asyncio.to_thread(describe, file.data, file.content_type)
+            info = describe(file.data, file.content_type)  # header reads only: cheap
             await self._store.put(bucket, key, file.data, file.content_type)
         else:
             probe = Probe(file.content_type)
