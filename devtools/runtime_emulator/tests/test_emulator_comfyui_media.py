@@ -269,3 +269,14 @@ async def test_video_with_a_soundtrack(emulator, http):
         # Cut to the frames' length: 4 frames at 8 fps are half a second, not the clip's 5 s.
         samples = sum(int(frame.samples) for frame in container.decode(audio))
         assert samples <= 16000 * 0.5 + 2048
+
+
+async def test_webm_in_av1(emulator, http):
+    prompt = workflows.video(width=64, height=64, frame_count=2)
+    prompt["5"]["inputs"]["codec"] = "av1"
+    del prompt["4"], prompt["3"]
+    entry = await run(http, emulator.url, prompt, "webm-av1")
+    _, data = await fetch(http, emulator.url, entry["outputs"]["5"]["images"][0])
+    container, codec, width, height, decoded = video_facts(data)
+    assert "webm" in container and codec in {"av1", "libdav1d", "libaom-av1"}
+    assert (width, height, decoded) == (64, 64, 2)
