@@ -393,3 +393,34 @@ async def test_streamed_outputs_go_through_the_stream_path_and_in_memory_ones_th
         image_key("out", "t1", n, ext)
         for n, ext in enumerate(["png", "webp", "mp4", "flac"], start=1)
     )
+
+
+async def test_an_image_too_large_to_convert_fails_but_a_large_animation_is_kept_as_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sdq_queue_agent.domain import outcomes
+
+    monkeypatch.setattr(outcomes, "MAX_CONVERT_BYTES", 50)
+    h = make_harness()
+    still = OutputFile(None, "image/png", "png", source=_source(png(40, 30), 20), name="a.png")
+    moving = OutputFile(None, "image/webp", "webp", source=_source(animation("WEBP"), 20))
+    h.runtime.behaviours["t1"] = _returning(RuntimeResult(files=(moving,)))
+    h.runtime.behaviours["t2"] = _returning(RuntimeResult(files=(still,)))
+    h.queue.send(task_body("t1", output={"format": "jpeg"}))
+    h.queue.send(task_body("t2", output={"format": "jpeg"}))
+    await h.burst()
+
+    notes = {n.id: n for n in h.publisher.published}
+    [kept] = notes["t1"].files
+    assert (kept.kind, kept.content_type, kept.width, kept.bytes) == (
+        OutputKind.ANIMATION,
+        "image/webp",
+        24,
+        len(animation("WEBP")),
+    )
+    key = image_key("out", "t1", 1, "webp")
+    assert h.store.objects[("outputs", key)][0] == animation("WEBP") and key in h.store.streamed
+    failed = notes["t2"]
+    assert failed.status is TaskState.FAILED and failed.error is not None
+    assert failed.error.code == "output_conversion_failed" and failed.error.permanent
+    assert "a.png" in failed.error.message and "too large to convert" in failed.error.message

@@ -20,11 +20,12 @@ from sdq_contracts.messages import (
     TaskMessage,
     TaskState,
 )
+from sdq_contracts.requests import OutputOptions
 from sdq_queue_agent.domain import image_format
 from sdq_queue_agent.domain.clock import Clock
 from sdq_queue_agent.domain.held import Held, HeldRegistry
 from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, OutputFile, RuntimeResult
-from sdq_queue_agent.domain.output_media import Probe, describe, kind_of
+from sdq_queue_agent.domain.output_media import HEAD_BYTES, Probe, describe, image_header, kind_of
 from sdq_queue_agent.domain.parsing import PoisonMessage
 from sdq_queue_agent.domain.policy import MAX_VISIBILITY, Verdict, WorkerConfig, decide, new_row
 from sdq_queue_agent.domain.ports import (
@@ -46,19 +47,19 @@ UPLOADS_AT_ONCE = 4
 MAX_CONVERT_BYTES = 256 * 1024 * 1024
 
 
-async def _read_all(file: OutputFile) -> bytes:
-    """A runtime's output read whole (for a format conversion), bounded."""
+async def _read_bounded(file: OutputFile) -> tuple[bytes, bool]:
+    """A runtime's output read whole for a format conversion: ``(bytes, True)``, or its first
+    bytes and False when it is larger than :data:`MAX_CONVERT_BYTES`."""
+    if file.data is not None:
+        return file.data, True
     buf = bytearray()
     if file.source is not None:
         async with aclosing(file.source()) as chunks:
             async for chunk in chunks:
                 buf += chunk
                 if len(buf) > MAX_CONVERT_BYTES:
-                    raise OutputConversionError(
-                        f"output {file.name or file.ext} is larger than {MAX_CONVERT_BYTES} bytes:"
-                        " too large to convert"
-                    )
-    return bytes(buf)
+                    return bytes(buf[:HEAD_BYTES]), False
+    return bytes(buf), True
 
 
 async def _probed(file: OutputFile, probe: Probe) -> AsyncGenerator[bytes, None]:
@@ -201,20 +202,16 @@ class Outcomes:
         bucket = self._cfg.output_bucket
         options = task.output
         if options is not None and image_format.wants_conversion(options, file.content_type):
-            data = file.data if file.data is not None else await _read_all(file)
-            image = await asyncio.to_thread(
-                image_format.convert, data, file.content_type, file.ext, options
-            )
-            key = image_key(task.prefix, task.id, n, image.ext)
-            await self._store.put(bucket, key, image.data, image.content_type)
-            return OutputObject(
-                url=f"s3://{bucket}/{key}",
-                kind=kind_of(image.content_type, animated=image.animated),
-                content_type=image.content_type,
-                bytes=len(image.data),
-                width=image.width,
-                height=image.height,
-            )
+            data, whole = await _read_bounded(file)
+            if whole:
+                return await self._store_converted(task, n, file, data, options)
+            header = image_header(data)
+            if header is None or not header.animated:
+                raise OutputConversionError(
+                    f"output {n} ({file.name or file.content_type}) is larger than "
+                    f"{MAX_CONVERT_BYTES} bytes: too large to convert to {options.format.value}"
+                )
+            # An animation (kept as made) too large to hold: streamed from the runtime again.
         key = image_key(task.prefix, task.id, n, file.ext)
         if file.data is not None:
             info = describe(file.data, file.content_type)  # header reads only: cheap
@@ -230,6 +227,25 @@ class Outcomes:
             bytes=info.bytes,
             width=info.width,
             height=info.height,
+        )
+
+    async def _store_converted(
+        self, task: TaskMessage, n: int, file: OutputFile, data: bytes, options: OutputOptions
+    ) -> OutputObject:
+        """A still image in the asked format (Pillow in a thread, beside the next generation)."""
+        bucket = self._cfg.output_bucket
+        image = await asyncio.to_thread(
+            image_format.convert, data, file.content_type, file.ext, options
+        )
+        key = image_key(task.prefix, task.id, n, image.ext)
+        await self._store.put(bucket, key, image.data, image.content_type)
+        return OutputObject(
+            url=f"s3://{bucket}/{key}",
+            kind=kind_of(image.content_type, animated=image.animated),
+            content_type=image.content_type,
+            bytes=len(image.data),
+            width=image.width,
+            height=image.height,
         )
 
     async def _webhook(
