@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sdq_conformance.files import FileFacts
 from sdq_conformance.harness import Inputs
+from sdq_runtime_emulator import workflows
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SEED = 1234
@@ -35,6 +37,16 @@ class Expect:
     images: tuple[tuple[int, int], ...] = ()
     # Words the failure message must contain (the runtime's reason, the node id, ...).
     message: tuple[str, ...] = ()
+    # Every output's kind, content type and pixels, in any order (None: PNG images of the
+    # sizes in ``images``, what SD WebUI and SaveImage make).
+    files: tuple[FileFacts, ...] | None = None
+    # The contents of the text outputs.
+    texts: tuple[str, ...] = ()
+
+    def expected_files(self) -> tuple[FileFacts, ...]:
+        if self.files is not None:
+            return self.files
+        return tuple(FileFacts("image", "image/png", w, h) for w, h in self.images)
 
 
 @dataclass(frozen=True)
@@ -186,6 +198,32 @@ def pipeline(graph: Callable[[Inputs], dict[str, Any]]) -> Body:
     return lambda i: v2("comfyui", "pipeline", graph(i))
 
 
+def stored_as(body: Body, fmt: str, quality: int) -> Body:
+    """The same task asking for its still images as ``fmt`` (``task.metadata.output``)."""
+
+    def with_output(i: Inputs) -> dict[str, Any]:
+        data = body(i)
+        data["task"]["metadata"]["output"] = {"format": fmt, "quality": quality}
+        return data
+
+    return with_output
+
+
+def animated_png(_: Inputs) -> dict[str, Any]:
+    """Two weight-free frames saved as an APNG."""
+    return workflows.frames(frame_count=2) | {
+        "3": {
+            "class_type": "SaveAnimatedPNG",
+            "inputs": {
+                "images": [workflows.frames_node(2), 0],
+                "filename_prefix": "conf",
+                "fps": 4.0,
+                "compress_level": 4,
+            },
+        }
+    }
+
+
 def unknown_node(i: Inputs) -> dict[str, Any]:
     nodes = comfy_graph()(i)
     nodes["9"] = {"class_type": "NoSuchNode", "inputs": {"image": ["6", 0]}}
@@ -274,6 +312,13 @@ def example_workflow(name: str) -> Body:
 # --- the table -----------------------------------------------------------------------------------
 
 DONE_64 = Expect("completed", images=((64, 64),))
+PNG_64 = FileFacts("image", "image/png", 64, 64)
+WEBP_ANIMATION_64 = FileFacts("animation", "image/webp", 64, 64)
+# Three 64 px frames saved as an animated WebP and as three PNG images (ComfyUI on CPU, no model).
+ANIMATION_AND_IMAGES = pipeline(
+    lambda _: workflows.animation_and_image(frame_count=3, filename_prefix="conf")
+)
+CAPTION = "sdq conformance: a caption"
 REJECTED = Expect("failed", "runtime_rejected", True)
 CORRUPT_PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"no image chunks follow").decode()
 
@@ -437,6 +482,58 @@ CASES: tuple[Case, ...] = (
         action="cancel",
         emulator_knobs={"hang_next": 1},
     ),
+    # Every output kind the real ComfyUI v0.8.0 makes on CPU without weights (issue 17). Audio
+    # is not here: the CPU build's torchaudio does not load, so its audio nodes do not exist.
+    Case(
+        "comfy-animation-and-image",
+        "comfyui",
+        ANIMATION_AND_IMAGES,
+        Expect("completed", images=((64, 64),) * 3, files=(WEBP_ANIMATION_64, *(PNG_64,) * 3)),
+        note="issue 17: SaveAnimatedWEBP beside SaveImage",
+    ),
+    Case(
+        "comfy-animated-png",
+        "comfyui",
+        pipeline(animated_png),
+        Expect("completed", files=(FileFacts("animation", "image/png", 64, 64),)),
+    ),
+    Case(
+        "comfy-video-mp4-webm",
+        "comfyui",
+        pipeline(lambda _: workflows.video(frame_count=4, filename_prefix="conf")),
+        Expect(
+            "completed",
+            files=(
+                FileFacts("video", "video/mp4", 64, 64),
+                FileFacts("video", "video/webm", 64, 64),
+            ),
+        ),
+        note="CreateVideo → SaveVideo (H.264) and SaveWEBM (VP9)",
+    ),
+    Case(
+        "comfy-text",
+        "comfyui",
+        pipeline(lambda _: workflows.text(CAPTION)),
+        Expect("completed", files=(FileFacts("text", "text/plain"),), texts=(CAPTION,)),
+        note="PreviewAny's text, stored as a .txt object",
+    ),
+    Case(
+        "comfy-format-jpeg",
+        "comfyui",
+        stored_as(ANIMATION_AND_IMAGES, "jpeg", 85),
+        Expect(
+            "completed",
+            images=((64, 64),) * 3,
+            files=(WEBP_ANIMATION_64, *(FileFacts("image", "image/jpeg", 64, 64),) * 3),
+        ),
+        note="still images converted, the animation kept as made",
+    ),
+    Case(
+        "sd-format-webp",
+        "sdruntime",
+        stored_as(t2i("sdruntime"), "webp", 80),
+        Expect("completed", images=((64, 64),), files=(FileFacts("image", "image/webp", 64, 64),)),
+    ),
     # tests/examples/, as shipped (CPU-sized).
     Case(
         "example-v1alpha1-t2i",
@@ -471,4 +568,17 @@ CASES: tuple[Case, ...] = (
         "example-comfyui-txt2img", "comfyui", example_workflow("comfyui-txt2img-api.json"), DONE_64
     ),
     Case("example-comfyui-invert", "comfyui", example_workflow("comfyui-invert-api.json"), DONE_64),
+    Case(
+        "example-comfyui-animation",
+        "comfyui",
+        example_workflow("comfyui-animation-api.json"),
+        Expect(
+            "completed",
+            images=((128, 128),) * 4,
+            files=(
+                FileFacts("animation", "image/webp", 128, 128),
+                *(FileFacts("image", "image/png", 128, 128),) * 4,
+            ),
+        ),
+    ),
 )

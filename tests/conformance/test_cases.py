@@ -23,6 +23,7 @@ def _expected_text(expect: Expect) -> str:
         expect.permanent,
         expect.images,
         (expect.status,),
+        files=expect.expected_files() if expect.status == "completed" else (),
     ).short()
 
 
@@ -95,6 +96,13 @@ def test_case(
     if want.status == "completed":
         # The notification's output_url is the task's .out object (the seed guide's form).
         assert outcome.output_url == "out", f"[{target_name}] output_url: {outcome}"
+        # Each output's metadata agrees with its S3 object and between row and notification,
+        # and the outputs are the kinds, types and sizes the case expects.
+        assert outcome.file_problems == (), f"[{target_name}] {outcome.file_problems}"
+        assert sorted(outcome.files, key=str) == sorted(want.expected_files(), key=str), (
+            f"[{target_name}] files: {outcome.files}"
+        )
+    assert outcome.texts == want.texts, f"[{target_name}] text outputs: {outcome.texts}"
     if outcome.leftover_files is not None:
         assert outcome.leftover_files == 0, (
             f"[{target_name}] the task's files stay on the ComfyUI server: {outcome}"

@@ -28,6 +28,7 @@ import boto3
 from PIL import Image
 
 from sdq_cli.api import ApiClient
+from sdq_conformance.files import FileFacts, check
 from sdq_contracts.config import DeploymentConfig
 from sdq_contracts.keys import parse_s3_uri, task_suffix
 from sdq_contracts.messages import ResultNotification
@@ -96,6 +97,12 @@ class Outcome:
     output_url: str = ""
     # Files the task left on the ComfyUI server's disk (None: not a ComfyUI task).
     leftover_files: int | None = None
+    # Every output as the status row describes it (kind, content type, pixels), in output order.
+    files: tuple[FileFacts, ...] = ()
+    # Where the row, the notification and the stored objects disagree (see sdq_conformance.files).
+    file_problems: tuple[str, ...] = ()
+    # The contents of the text outputs.
+    texts: tuple[str, ...] = ()
 
     def short(self) -> str:
         parts = [self.status]
@@ -104,6 +111,8 @@ class Outcome:
         if self.images:
             sizes = {f"{w}x{h}" for w, h in self.images}
             parts.append(f"{len(self.images)}x{'/'.join(sorted(sizes))}")
+        if any(f[:2] != ("image", "image/png") for f in self.files):
+            parts.append("files:" + ",".join(sorted(f.short() for f in self.files)))
         notes = ",".join(self.notifications) or "none"
         parts.append(f"notified:{notes}")
         if self.output_url and self.output_url != "out":
@@ -189,14 +198,11 @@ class Target:
             self._seen.setdefault(note.id, []).append(note)
             self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
-    def image_sizes(self, urls: list[str]) -> tuple[tuple[int, int], ...]:
-        sizes = []
-        for url in urls:
-            bucket, key = parse_s3_uri(url)
-            data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            with Image.open(io.BytesIO(data)) as image:
-                sizes.append(image.size)
-        return tuple(sizes)
+    def read_object(self, url: str) -> tuple[bytes, str]:
+        """An output's bytes and its S3 content type."""
+        bucket, key = parse_s3_uri(url)
+        answer = self.s3.get_object(Bucket=bucket, Key=key)
+        return answer["Body"].read(), str(answer.get("ContentType", ""))
 
     def outcome(self, task_id: str, record: dict[str, Any], seconds: float) -> Outcome:
         notes = self.notifications(task_id)
@@ -212,11 +218,17 @@ class Target:
                 if url == location
                 else url
             )
+        completed = [n for n in notes if n.status.value == "completed"]
+        checked = check(record, completed[-1].files if completed else None, self.read_object)
+        done = record.get("status") == "completed"
         return Outcome(
             status=str(record.get("status")),
             code=error.get("code"),
             permanent=error.get("permanent"),
-            images=self.image_sizes(list(record.get("outputs") or [])),
+            images=checked.images,
+            files=checked.facts,
+            file_problems=checked.problems if done else (),
+            texts=checked.texts,
             notifications=tuple(n.status.value for n in notes),
             message=str(error.get("message") or ""),
             seconds=seconds,

@@ -398,7 +398,8 @@ class ComfyUi:
         spec: NodeSpec, raw: dict[str, Any], values: dict[str, tuple[Any, ...]]
     ) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
-        for input_spec in spec.required:
+        given = [one for one in spec.optional if one.name in raw]
+        for input_spec in (*spec.required, *given):
             value = raw[input_spec.name]
             if isinstance(value, list):
                 inputs[input_spec.name] = values[str(value[0])][value[1]]
@@ -629,11 +630,13 @@ class ComfyUi:
                 "execution_start_time": starts[0] if starts else None,
                 "execution_end_time": ends[-1] if ends else None,
                 "execution_error": error,
+                # As v0.8.0's jobs summary: saved-file items only (not `animated`, not text).
                 "outputs_count": sum(
-                    len(v)
+                    isinstance(item, dict)
                     for out in entry["outputs"].values()
-                    for v in out.values()
-                    if isinstance(v, list)
+                    for key, items in out.items()
+                    if key != "animated" and isinstance(items, list)
+                    for item in items
                 ),
             }
             job = {k: v for k, v in job.items() if v is not None}

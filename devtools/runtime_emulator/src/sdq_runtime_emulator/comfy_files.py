@@ -6,11 +6,40 @@ path is checked to stay inside its folder.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 FOLDERS = ("input", "output", "temp")
+# Types ComfyUI serves as downloads rather than let a browser run them.
+FORCED_DOWNLOAD = {
+    "text/html",
+    "text/html-sandboxed",
+    "application/xhtml+xml",
+    "text/javascript",
+    "text/css",
+}
+# What /view answers for the files the emulator's save nodes write (ComfyUI guesses from the
+# name with Python's mimetypes, adding .webp; these do not depend on the host's mime.types).
+KNOWN_TYPES = {
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".webm": "video/webm",
+    ".mp4": "video/mp4",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".opus": "audio/ogg",
+}
+
+
+def content_type(name: str) -> str:
+    """The Content-Type ComfyUI's /view gives a file."""
+    suffix = Path(name).suffix.lower()
+    guessed = KNOWN_TYPES.get(suffix) or mimetypes.guess_type(name)[0]
+    if guessed is None or guessed in FORCED_DOWNLOAD:
+        return "application/octet-stream"
+    return guessed
 
 
 class ComfyFiles:
@@ -35,7 +64,13 @@ class ComfyFiles:
             return web.Response(status=403)
         if not path.is_file():
             return web.Response(status=404)
-        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{path.name}"'})
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Disposition": f'filename="{path.name}"',
+                "Content-Type": content_type(path.name),
+            },
+        )
 
     async def upload_image(self, request: web.Request) -> web.Response:
         fields: dict[str, str] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdq_runtime_emulator.comfy_nodes import NODES, InputSpec, NodeSpec
+from sdq_runtime_emulator.comfy_spec import ANY
 
 Reason = dict[str, Any]
 CustomCheck = Callable[[Any], str | None]
@@ -164,16 +165,25 @@ class _Checker:
                     )
                 )
                 continue
-            value = inputs[input_spec.name]
-            if isinstance(value, list):
-                link_ok, link_reasons = self._check_link(input_spec, value)
-                valid = valid and link_ok
-                reasons += link_reasons
-            else:
-                reasons += self._check_value(spec, input_spec, value)
+            valid = self._check_input(spec, input_spec, inputs[input_spec.name], reasons) and valid
+        for input_spec in spec.optional:  # checked like required ones when given
+            if input_spec.name in inputs:
+                value = inputs[input_spec.name]
+                valid = self._check_input(spec, input_spec, value, reasons) and valid
         result = (valid and not reasons, reasons)
         self.validated[node_id] = result
         return result
+
+    def _check_input(
+        self, node: NodeSpec, spec: InputSpec, value: Any, reasons: list[Reason]
+    ) -> bool:
+        """Add the input's problems to ``reasons``; False when an upstream node is invalid."""
+        if isinstance(value, list):
+            link_ok, link_reasons = self._check_link(spec, value)
+            reasons += link_reasons
+            return link_ok
+        reasons += self._check_value(node, spec, value)
+        return True
 
     def _check_link(self, spec: InputSpec, link: list[Any]) -> tuple[bool, list[Reason]]:
         if len(link) != 2 or not isinstance(link[1], int):
@@ -199,7 +209,7 @@ class _Checker:
                 )
             ]
         received = upstream.outputs[link[1]]
-        if received != spec.kind:
+        if received != spec.kind and ANY not in (received, spec.kind):
             return False, [
                 error(
                     "return_type_mismatch",

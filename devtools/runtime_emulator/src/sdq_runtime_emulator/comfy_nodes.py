@@ -8,14 +8,28 @@ Node functions are blocking (the executor runs them in a worker thread).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
-from sdq_runtime_emulator import render
+from sdq_runtime_emulator import comfy_media, render
+from sdq_runtime_emulator.comfy_spec import (
+    INT_MAX,
+    MAX_RESOLUTION,
+    InputSpec,
+    Latent,
+    NodeFailure,
+    NodeSpec,
+    Result,
+    RunContext,
+    SaveTarget,
+    next_counter,
+    output_folder,
+)
+from sdq_runtime_emulator.comfy_spec import int_opts as _int
+
+__all__ = ["NODES", "STATIC_COMBOS", "InputSpec", "NodeFailure", "NodeSpec", "RunContext"]
 
 SAMPLERS = ["euler", "euler_ancestral", "heun", "dpm_2", "dpmpp_2m", "dpmpp_sde", "ddim", "uni_pc"]
 SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta"]
@@ -26,104 +40,10 @@ UPSCALE_METHODS = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-MAX_RESOLUTION = 16384
-INT_MAX = 0xFFFFFFFFFFFFFFFF
 LATENT_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 
 
-class NodeFailure(Exception):
-    """A node raised while executing (reported as ``execution_error``)."""
-
-    def __init__(self, exception_type: str, message: str) -> None:
-        super().__init__(message)
-        self.exception_type = exception_type
-
-
-@dataclass(frozen=True)
-class Latent:
-    width: int
-    height: int
-    batch_size: int
-    pictures: tuple[render.Picture, ...] = ()
-    encoded: bool = False
-    """``pictures`` came from VAEEncode (not sampled yet)."""
-
-
-@dataclass(frozen=True)
-class SaveTarget:
-    """Where a save node writes (``folder`` is output or temp under the data dir)."""
-
-    folder: Path
-    kind: str
-
-
-@dataclass
-class RunContext:
-    """What node functions may touch: the data folders and the server serial counter."""
-
-    data_dir: Path
-    next_serial: Callable[[], int]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    kind: str
-    """INT, FLOAT, STRING, BOOLEAN, COMBO, or a link type such as IMAGE."""
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def linked(self) -> bool:
-        return self.kind not in {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    name: str
-    category: str
-    required: tuple[InputSpec, ...]
-    outputs: tuple[str, ...]
-    run: Callable[[RunContext, dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any] | None]]
-    output_node: bool = False
-    sampler: bool = False
-    """The node where a generation spends its latency (fault injection happens here)."""
-    loads_checkpoint: bool = False
-    optional: tuple[InputSpec, ...] = ()
-
-    def object_info(self, combos: dict[str, list[str]]) -> dict[str, Any]:
-        def describe(spec: InputSpec) -> list[Any]:
-            if spec.kind == "COMBO":
-                return [combos.get(f"{self.name}.{spec.name}", []), dict(spec.options)]
-            return [spec.kind, dict(spec.options)] if spec.options else [spec.kind]
-
-        return {
-            "input": {
-                "required": {spec.name: describe(spec) for spec in self.required},
-                "optional": {spec.name: describe(spec) for spec in self.optional},
-            },
-            "input_order": {
-                "required": [spec.name for spec in self.required],
-                "optional": [spec.name for spec in self.optional],
-            },
-            "output": list(self.outputs),
-            "output_is_list": [False] * len(self.outputs),
-            "output_name": list(self.outputs),
-            "name": self.name,
-            "display_name": self.name,
-            "description": f"{render.BANNER}: emulated {self.name}",
-            "python_module": "nodes",
-            "category": self.category,
-            "output_node": self.output_node,
-        }
-
-
-def _int(default: int, low: int, high: int, step: int = 1) -> dict[str, Any]:
-    return {"default": default, "min": low, "max": high, "step": step}
-
-
 # --- node functions ----------------------------------------------------------------------
-
-Result = tuple[tuple[Any, ...], dict[str, Any] | None]
 
 
 def _checkpoint_loader(ctx: RunContext, inputs: dict[str, Any]) -> Result:
@@ -253,6 +173,20 @@ def _empty_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
     ), None
 
 
+def _image_batch(ctx: RunContext, inputs: dict[str, Any]) -> Result:
+    first: list[render.Picture] = inputs["image1"]
+    second: list[render.Picture] = inputs["image2"]
+    size = first[0].image.size
+    # ComfyUI scales the second batch to the first one's size (bilinear, centre crop).
+    fitted = [
+        one
+        if one.image.size == size
+        else render.Picture(ImageOps.fit(one.image, size, Image.Resampling.BILINEAR))
+        for one in second
+    ]
+    return ([*first, *fitted],), None
+
+
 def _load_image(ctx: RunContext, inputs: dict[str, Any]) -> Result:
     path = resolve_annotated(ctx.data_dir, str(inputs["image"]))
     if path is None or not path.is_file():
@@ -308,27 +242,14 @@ def save_pictures(
     pictures: list[render.Picture], prefix: str, target: SaveTarget
 ) -> list[dict[str, str]]:
     """Write ``{prefix}_{counter:05}_.png`` files the way ComfyUI's SaveImage names them."""
-    subfolder, _, base = prefix.replace("\\", "/").rpartition("/")
-    folder = (target.folder / subfolder).resolve()
-    if not folder.is_relative_to(target.folder.resolve()):
-        raise NodeFailure("Exception", "Saving image outside the output folder is not allowed.")
-    folder.mkdir(parents=True, exist_ok=True)
-    counter = _next_counter(folder, base)
+    folder, base, subfolder = output_folder(target, prefix)
+    counter = next_counter(folder, base)
     saved = []
     for index, picture in enumerate(pictures):
         name = f"{base}_{counter + index:05}_.png"
         (folder / name).write_bytes(picture.png())
         saved.append({"filename": name, "subfolder": subfolder, "type": target.kind})
     return saved
-
-
-def _next_counter(folder: Path, base: str) -> int:
-    numbers = []
-    for path in folder.glob(f"{base}_*_.png"):
-        middle = path.name[len(base) + 1 : -len("_.png")]
-        if middle.isdigit():
-            numbers.append(int(middle))
-    return max(numbers, default=0) + 1
 
 
 def resolve_annotated(data_dir: Path, name: str) -> Path | None:
@@ -485,6 +406,13 @@ NODES: dict[str, NodeSpec] = {
             _empty_image,
         ),
         NodeSpec(
+            "ImageBatch",
+            "image",
+            (_image_input("image1"), _image_input("image2")),
+            ("IMAGE",),
+            _image_batch,
+        ),
+        NodeSpec(
             "LoadImage",
             "image",
             (InputSpec("image", "COMBO", {"image_upload": True}),),
@@ -535,6 +463,7 @@ NODES: dict[str, NodeSpec] = {
             _preview_image,
             output_node=True,
         ),
+        *comfy_media.MEDIA_NODES,
     )
 }
 
@@ -547,4 +476,4 @@ STATIC_COMBOS = {
     "LatentUpscale.upscale_method": LATENT_UPSCALE_METHODS,
     "LatentUpscale.crop": ["disabled", "center"],
     "LatentUpscaleBy.upscale_method": LATENT_UPSCALE_METHODS,
-}
+} | comfy_media.MEDIA_COMBOS

@@ -113,3 +113,110 @@ def hires_upscale(
         "inputs": {"images": ["12", 0], "filename_prefix": f"{filename_prefix}-upscaled"},
     }
     return graph
+
+
+FRAMES_A, FRAMES_B = 0x3366CC, 0xCC9933
+
+
+def frames(*, width: int = 64, height: int = 64, frame_count: int = 4) -> dict[str, Any]:
+    """Weight-free frames in colours alternating A, B, A, ... (so no two following frames are
+    equal: animation encoders merge equal frames): two ``EmptyImage`` nodes ("1", "2") joined
+    by a chain of ``ImageBatch`` nodes. The batch is the output 0 of :func:`frames_node`."""
+    graph: dict[str, Any] = {
+        str(node): {
+            "class_type": "EmptyImage",
+            "inputs": {"width": width, "height": height, "batch_size": 1, "color": colour},
+        }
+        for node, colour in ((1, FRAMES_A), (2, FRAMES_B))
+    }
+    for index in range(1, frame_count):
+        graph[str(10 + index)] = {
+            "class_type": "ImageBatch",
+            "inputs": {"image1": [frames_node(index), 0], "image2": ["2" if index % 2 else "1", 0]},
+        }
+    return graph
+
+
+def frames_node(frame_count: int) -> str:
+    """The id of the node whose output holds the ``frame_count`` frames of :func:`frames`."""
+    return "1" if frame_count <= 1 else str(10 + frame_count - 1)
+
+
+def animation_and_image(
+    *, width: int = 64, height: int = 64, frame_count: int = 4, filename_prefix: str = "ComfyUI"
+) -> dict[str, Any]:
+    """Weight-free frames saved as an animated WebP (node "3") and as PNG images (node "4").
+    Runs on a real ComfyUI v0.8.0 on CPU without any model."""
+    source = [frames_node(frame_count), 0]
+    return frames(width=width, height=height, frame_count=frame_count) | {
+        "3": {
+            "class_type": "SaveAnimatedWEBP",
+            "inputs": {
+                "images": source,
+                "filename_prefix": f"{filename_prefix}_anim",
+                "fps": 6.0,
+                "lossless": False,
+                "quality": 80,
+                "method": "default",
+            },
+        },
+        "4": {
+            "class_type": "SaveImage",
+            "inputs": {"images": source, "filename_prefix": filename_prefix},
+        },
+    }
+
+
+def video(
+    *, width: int = 64, height: int = 64, frame_count: int = 4, filename_prefix: str = "ComfyUI"
+) -> dict[str, Any]:
+    """Weight-free frames made into an H.264 MP4 (``CreateVideo`` "3" → ``SaveVideo`` "4")
+    and a VP9 WebM (``SaveWEBM``, node "5")."""
+    source = [frames_node(frame_count), 0]
+    return frames(width=width, height=height, frame_count=frame_count) | {
+        "3": {"class_type": "CreateVideo", "inputs": {"images": source, "fps": 8.0}},
+        "4": {
+            "class_type": "SaveVideo",
+            "inputs": {
+                "video": ["3", 0],
+                "filename_prefix": f"{filename_prefix}_video",
+                "format": "auto",
+                "codec": "auto",
+            },
+        },
+        "5": {
+            "class_type": "SaveWEBM",
+            "inputs": {
+                "images": source,
+                "filename_prefix": f"{filename_prefix}_webm",
+                "codec": "vp9",
+                "fps": 8.0,
+                "crf": 32.0,
+            },
+        },
+    }
+
+
+def text(value: str) -> dict[str, Any]:
+    """A text output: ``PrimitiveString`` → ``PreviewAny`` (history ``{"text": [value]}``)."""
+    return {
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": value}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+
+
+def audio(
+    *, duration: float = 0.5, sample_rate: int = 8000, filename_prefix: str = "ComfyUI"
+) -> dict[str, Any]:
+    """Silent audio saved as FLAC (``EmptyAudio`` → ``SaveAudio``). A real ComfyUI needs
+    torchaudio for these nodes (the CPU build the suite uses has none)."""
+    return {
+        "1": {
+            "class_type": "EmptyAudio",
+            "inputs": {"duration": duration, "sample_rate": sample_rate, "channels": 1},
+        },
+        "2": {
+            "class_type": "SaveAudio",
+            "inputs": {"audio": ["1", 0], "filename_prefix": f"{filename_prefix}_audio"},
+        },
+    }
