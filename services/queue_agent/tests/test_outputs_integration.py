@@ -5,6 +5,7 @@ objects in S3 with their content type and size, the status row's and the notific
 from __future__ import annotations
 
 import io
+import urllib.request
 from typing import Any
 
 import pytest
@@ -80,13 +81,21 @@ async def test_every_kind_lands_in_s3_the_row_and_the_notification(stack: Stack)
         head = _head(stack, key)
         assert head["ContentType"] == file["content_type"]
         assert head["ContentLength"] == file["bytes"] == len(objects[key])
-        assert "download_url" not in file
+        # The notification's link fetches the very object without credentials.
+        with urllib.request.urlopen(file["download_url"], timeout=10) as answer:
+            assert answer.read() == objects[key]
     assert objects[keys[2]] == MP4 and objects[keys[3]] == WEBM and objects[keys[4]] == FLAC
     assert objects[keys[1]] == animated_webp()
     assert objects[keys[5]] == b"a caption" and objects[keys[6]] == b'{"seed": 7}'
     row = stack.status("kinds")
     assert row.outputs == note["image_url"]
-    assert [f.model_dump(mode="json", exclude_none=True) for f in row.files] == files
+    # The row holds the same metadata, without links.
+    unlinked = [
+        {k: v for k, v in f.items() if k not in ("download_url", "download_expires_at")}
+        for f in files
+    ]
+    assert [f.model_dump(mode="json", exclude_none=True) for f in row.files] == unlinked
+    assert all(f.download_url is None for f in row.files)
     # The preview (type temp) is not an output: never fetched.
     assert "ComfyUI_temp_x_00001_.png" not in comfy.views
 
