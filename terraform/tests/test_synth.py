@@ -497,6 +497,20 @@ def test_buckets_deny_requests_without_tls(synthesized: Synth) -> None:
     assert list(synthesized.resources("state", "aws_s3_bucket_policy")) == ["tls-only"]
 
 
+def test_buckets_abort_incomplete_multipart_uploads(synthesized: Synth) -> None:
+    """The agent streams large outputs as multipart uploads; one killed mid-upload leaves parts
+    that are billed until a lifecycle rule drops them."""
+    for stack in ("state", "routing", "model_sync"):
+        [bucket_id] = synthesized.resources(stack, "aws_s3_bucket")
+        lifecycle = only(synthesized.resources(stack, "aws_s3_bucket_lifecycle_configuration"))
+        assert lifecycle["bucket"] == f"${{aws_s3_bucket.{bucket_id}.id}}"
+        [rule] = lifecycle["rule"]
+        assert rule["status"] == "Enabled"
+        assert rule["filter"] == [{"prefix": ""}]
+        assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": 1}]
+        assert "expiration" not in rule  # outputs and models are never deleted by it
+
+
 def test_eks_endpoint_upgrade_policy_addons_and_log_retention(synthesized: Synth) -> None:
     cluster = only(synthesized.resources("cluster", "aws_eks_cluster"))
     vpc = cluster["vpc_config"]

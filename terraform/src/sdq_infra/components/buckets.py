@@ -1,5 +1,5 @@
-"""A private S3 bucket: public access blocked, owner-enforced, encrypted, TLS-only, optionally
-versioned."""
+"""A private S3 bucket: public access blocked, owner-enforced, encrypted, TLS-only, incomplete
+multipart uploads aborted, optionally versioned."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import json
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+    S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleFilter,
+)
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
@@ -34,6 +40,11 @@ class BucketSpec:
     # Deny every request without TLS (a bucket policy); the state stack keeps its own
     # stack-level policy resource (its state address predates this construct's).
     tls_only: bool = True
+
+
+# Days after which S3 drops the parts of a multipart upload nobody completed or aborted (an
+# agent killed while streaming a large output); parts are billed as storage until then.
+ABORT_INCOMPLETE_UPLOADS_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,24 @@ class PrivateBucket(Construct):
                 policy=tls_only_policy(bucket.arn),
                 depends_on=[public_access],
             )
+        S3BucketLifecycleConfiguration(
+            self,
+            "lifecycle",
+            bucket=bucket.id,
+            rule=[
+                S3BucketLifecycleConfigurationRule(
+                    id="abort-incomplete-multipart-uploads",
+                    status="Enabled",
+                    # An empty prefix: the whole bucket (provider 5.x wants a filter or prefix).
+                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                    abort_incomplete_multipart_upload=[
+                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                            days_after_initiation=ABORT_INCOMPLETE_UPLOADS_DAYS
+                        )
+                    ],
+                )
+            ],
+        )
         if spec.versioned:
             S3BucketVersioningA(
                 self,
