@@ -4,6 +4,8 @@ milliseconds and without waiting."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +21,7 @@ from agent_fakes import (
 )
 
 from sdq_contracts.messages import TaskMessage, TaskState
+from sdq_queue_agent.domain.deletes import BatchDeleter
 from sdq_queue_agent.domain.held import Held, HeldRegistry, Phase
 from sdq_queue_agent.domain.model import ClaimOutcome
 from sdq_queue_agent.domain.outcomes import Outcomes
@@ -127,12 +130,13 @@ class Rig:
 
 
 @pytest.fixture
-def rig() -> Rig:
+async def rig() -> AsyncIterator[Rig]:
     clock = FakeClock()
     cfg = config()
     queue, status, publisher = FakeQueue(), FakeStatus(), FakePublisher()
     metrics = FakeMetrics()
     registry = HeldRegistry(cfg, clock, metrics)
+    deletes = BatchDeleter(queue, clock, max_delay=0)  # no batching delay under test here
 
     def spawn(coro):  # background work is not under test here
         coro.close()
@@ -148,8 +152,11 @@ def rig() -> Rig:
         metrics=metrics,
         clock=clock,
         spawn=spawn,
+        deletes=deletes,
     )
-    return Rig(clock, cfg, queue, status, publisher, registry, outcomes)
+    runner = asyncio.create_task(deletes.run())
+    yield Rig(clock, cfg, queue, status, publisher, registry, outcomes)
+    runner.cancel()
 
 
 async def test_transient_failure_waits_to_retry_on_the_row_and_the_queue(rig: Rig) -> None:
@@ -174,7 +181,7 @@ async def test_deadline_fails_permanently_with_one_notification(rig: Rig) -> Non
     assert rig.status.rows["t1"]["status"] == "failed"
     [note] = rig.publisher.published
     assert note.status is TaskState.FAILED and note.error is not None and note.error.permanent
-    assert rig.queue.deleted == ["m1"] and rig.status.rows["t1"]["announced"] is True
+    assert rig.queue.deleted == ["m1"] and rig.status.rows["t1"]["settled_by"] == "m1"
 
 
 async def test_duplicate_is_handed_back_until_the_holders_lease_runs_out(rig: Rig) -> None:
@@ -227,6 +234,7 @@ async def test_heartbeat_renews_the_lease_and_a_lost_lease_stops_the_generation(
     rig.clock.advance(rig.cfg.visibility / 3)
     await rig.registry.beat(rig.queue, rig.status)
     assert rig.status.rows["t1"]["lease_until"] == int(rig.clock.now().timestamp()) + 60
+    assert rig.status.rows["t1"]["stage"] == "generating"  # the renew records the stage
     assert rig.queue.extends == 1 and [held.signal] == [None]  # (a list: no type narrowing)
     rig.status.rows["t1"]["holder"] = "someone-else/1"  # taken over after a lapse
     rig.clock.advance(rig.cfg.visibility / 3)
