@@ -171,9 +171,7 @@ class FakeQueue:
         del self.messages[msg.id]
         self.deleted.append(msg.id)
 
-    async def delete_batch(
-        self, messages: Sequence[ReceivedMessage]
-    ) -> dict[str, DeleteRefusal]:
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
         assert 0 < len(messages) <= 10, "DeleteMessageBatch takes 1 to 10 entries"
         self.delete_calls.append(len(messages))
         refused: dict[str, DeleteRefusal] = {}
@@ -348,9 +346,7 @@ class FakeStatus:
 
     async def cancelled(self, task_id: str, now: datetime, settled_by: str) -> bool:
         self.calls["cancelled"] += 1
-        new = status.cancelled(
-            self.rows.get(task_id), stamp=now.isoformat(), settled_by=settled_by
-        )
+        new = status.cancelled(self.rows.get(task_id), stamp=now.isoformat(), settled_by=settled_by)
         return self._apply(task_id, new)
 
     async def adopt(self, task_id: str, settled_by: str) -> bool:

@@ -98,7 +98,7 @@ async def test_a_failed_batch_call_reports_every_entry() -> None:
     async def down(_: object) -> dict[str, DeleteRefusal]:
         raise AwsError("DeleteMessageBatch failed: ServiceUnavailable")
 
-    queue.delete_batch = down  # type: ignore[method-assign]
+    queue.delete_batch = down  # type: ignore[method-assign,assignment]
     deletes, runner = await _deleter(queue, delay=0.1)
     results = await asyncio.gather(*(deletes.delete(m) for m in messages), return_exceptions=True)
     assert all(isinstance(r, AwsError) for r in results)

@@ -325,7 +325,9 @@ async def test_concurrent_copies_of_a_task_cancelled_while_queued_announce_once(
     rig.status.seed("t1", status="cancelled", announced=False)
     copies = [await _copy(rig) for _ in range(3)]
     refused = [await _claim_refused(rig, c) for c in copies]
-    await asyncio.gather(*(rig.outcomes.not_claimed(c, r) for c, r in zip(copies, refused)))
+    await asyncio.gather(
+        *(rig.outcomes.not_claimed(c, r) for c, r in zip(copies, refused, strict=True))
+    )
     [note] = rig.publisher.published
     assert note.status is TaskState.CANCELLED
     assert sorted(rig.queue.deleted) == ["m1", "m2", "m3"]

@@ -108,14 +108,14 @@ class SqsQueue:
         async with _aws("DeleteMessage"):
             await self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message.receipt_handle)
 
-    async def delete_batch(
-        self, messages: Sequence[ReceivedMessage]
-    ) -> dict[str, DeleteRefusal]:
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
         if not messages:
             return {}
         if len(messages) > 10:
             raise ValueError("DeleteMessageBatch takes at most 10 entries")
-        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+        ]
         async with _aws("DeleteMessageBatch"):
             resp = await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
         return {

@@ -101,6 +101,11 @@ class BatchDeleter:
             for entry in batch:
                 _settle(entry, AwsError(f"DeleteMessageBatch failed: {exc}"))
             return
+        except Exception as exc:  # a bug must not stop every later delete
+            _log.exception("unexpected_error_deleting_a_batch")
+            for entry in batch:
+                _settle(entry, AwsError(f"DeleteMessageBatch failed: {type(exc).__name__}"))
+            return
         retry: list[_Entry] = []
         for entry in batch:
             refusal = refused.get(entry.message.receipt_handle)

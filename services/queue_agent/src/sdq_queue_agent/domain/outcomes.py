@@ -105,28 +105,25 @@ class Outcomes:
         held.leased = False
         notification = None
         if announced:
-            job.timings["total"] = round(
-                (self._clock.now() - task.submitted_at).total_seconds(), 3
-            )
+            job.timings["total"] = round((self._clock.now() - task.submitted_at).total_seconds(), 3)
             notification = self._notification(
                 task, held, TaskState.COMPLETED, urls=urls, timings=job.timings
             )
             with held.stage("notify"):
-                if not await self._announce_then_delete(held, notification):
+                if not await self._announce(held, notification):
                     return
-        else:
-            await self._delete(held)
         self._metrics.stage("notify", self._clock.monotonic() - started)
         held.log.info("task_completed", outputs=len(urls), timings=job.timings, announced=announced)
         self._metrics.outcome("completed" if announced else "cancelled")
-        await self._held.drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, task.callback_url, notification, held))
+        await self._delete(held)  # only after the publish (it waits for its batch)
+        await self._held.drop(held)
 
-    async def _announce_then_delete(self, held: Held, notification: ResultNotification) -> bool:
-        """After this message's final write: publish, then delete. When the publish fails the
-        message comes back after the backoff and, being the message that settled the task,
-        announces it then (False: the message is handed back and dropped)."""
+    async def _announce(self, held: Held, notification: ResultNotification) -> bool:
+        """Publish after this message's final write. When the publish fails the message is
+        handed back: it comes back after the backoff and, being the message that settled the
+        task, announces it then (False: handed back and dropped)."""
         try:
             await self._publisher.publish(notification)
         except TaskFailure as exc:
@@ -141,7 +138,6 @@ class Outcomes:
             self._metrics.outcome("retried")
             await self._held.drop(held)
             return False
-        await self._delete(held)
         return True
 
     async def _delete(self, held: Held) -> None:
@@ -151,7 +147,9 @@ class Outcomes:
             with held.within():
                 await self._deletes.delete(held.message)
         except TaskFailure as exc:
-            held.log.warning("could_not_delete_the_settled_message_it_will_reappear", cause=str(exc))
+            held.log.warning(
+                "could_not_delete_the_settled_message_it_will_reappear", cause=str(exc)
+            )
 
     async def _after_upload(self, held: Held, cleanup: Callable[[], Awaitable[None]]) -> None:
         """The runtime's clean-up of outputs already in S3; a failure only leaves files behind."""

@@ -27,9 +27,7 @@ class TaskQueue(Protocol):
 
     async def delete(self, message: ReceivedMessage) -> None: ...
 
-    async def delete_batch(
-        self, messages: Sequence[ReceivedMessage]
-    ) -> dict[str, DeleteRefusal]:
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
         """Delete up to ten messages in one call; the refused ones by receipt handle (empty
         when every one is deleted)."""
         ...
