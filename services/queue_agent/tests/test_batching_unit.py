@@ -171,3 +171,20 @@ async def test_stop_flushes_pending_deletes_at_once() -> None:
     await run
     assert sorted(h.queue.deleted) == ["m1", "m2", "m3"]
     assert _now() - stopped < 1.5  # not the 5 s batching delay
+
+
+async def test_a_lone_task_is_deleted_at_once_when_nothing_else_is_in_flight() -> None:
+    """No backlog (the receive long-polls an empty queue): nothing will fill a batch, so the
+    settled message is not kept waiting for one."""
+    h = make_harness(prefetch=4, delete_delay=5.0, wait_time=20)
+    h.queue.send(task_body("t1"))
+    worker = h.worker()
+    run = asyncio.create_task(worker.run())
+    while not h.publisher.published:
+        await asyncio.sleep(0.01)
+    published = _now()
+    while not h.queue.deleted:
+        await asyncio.sleep(0.01)
+    assert _now() - published < 0.1 and h.queue.delete_calls == [1]
+    worker.stop()
+    await run

@@ -1,6 +1,6 @@
 """Settled messages are deleted in batches (``DeleteMessageBatch``, up to ten per call): a batch
-goes when it is full or when its oldest message has waited ``max_delay``, at once when the
-worker stops or the queue runs dry. The caller of :meth:`BatchDeleter.delete` waits for its own
+goes when it is full or when its oldest message has waited ``max_delay``; at once when the
+worker stops, the queue runs dry or nothing else is in flight (no batch to wait for). The caller of :meth:`BatchDeleter.delete` waits for its own
 message's answer, so it keeps the message in the registry (and under the visibility heartbeat)
 until SQS deleted it, and learns when it could not be deleted (it reappears: the status row's
 ``settled_by`` rule decides what its redelivery announces)."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,9 +34,18 @@ class _Entry:
 
 class BatchDeleter:
     def __init__(
-        self, queue: TaskQueue, clock: Clock, *, max_delay: float, attempts: int = 3
+        self,
+        queue: TaskQueue,
+        clock: Clock,
+        *,
+        max_delay: float,
+        attempts: int = 3,
+        idle: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``idle``: nothing else is in flight (no task preparing, prepared or generating), so
+        nothing will fill the batch soon: a delete then goes at once."""
         self._queue = queue
+        self._idle = idle
         self._clock = clock
         self._max_delay = max_delay
         self._attempts = attempts
@@ -52,6 +62,8 @@ class BatchDeleter:
         """Wait until the message is deleted; AwsError when SQS would not delete it."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Entry(message, done, self._clock.monotonic()))
+        if self._idle():
+            self._flush_once = True
         self._wake.set()
         await done
 

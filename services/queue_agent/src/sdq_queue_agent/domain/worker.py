@@ -82,7 +82,12 @@ class Worker:
         self._metrics = metrics
         self._clock = clock
         self._held = HeldRegistry(config, clock, metrics)
-        self._deletes = BatchDeleter(queue, clock, max_delay=config.delete_max_delay)
+        self._deletes = BatchDeleter(
+            queue,
+            clock,
+            max_delay=config.delete_max_delay,
+            idle=lambda: not self._held.count(Phase.PREPARING, Phase.READY, Phase.GENERATING),
+        )
         self._preparer = Preparer(
             config,
             store=store,
