@@ -14,6 +14,7 @@ SQS duplicate) is deleted silently. A row ended without an owner (the API's canc
 task, rows of older agents) carries ``announced: false`` until a receiving agent adopts it
 (:func:`adopt`, a conditional write: one copy wins) and then follows the same rule.
 See :func:`announcement`.
+
 The in-memory fakes apply these functions; the DynamoDB adapters express the same conditions,
 and one scenario suite runs against both, so a fake never accepts what DynamoDB refuses.
 
@@ -43,9 +44,8 @@ WAITING_TO_RETRY = "waiting_to_retry"  # the stage of a task between two attempt
 _ENDED = (TaskState.COMPLETED.value, TaskState.CANCELLED.value)
 _FINAL = (*_ENDED, TaskState.FAILED.value)
 # The stage the claim records (inputs being fetched); the heartbeat's renew records the later
-# ones (:data:`STAGES`), so a task shorter than one heartbeat writes no stage of its own.
+# ones (the agent's phases), so a task shorter than one heartbeat writes no other stage.
 CLAIMED_STAGE = "preparing"
-STAGES = ("preparing", "prefetched", "generating", "uploading")
 # Attributes the claim and a final failure write when they must create the row.
 REQUIRED = ("runtime", "tasktype", "output_location", "created_at", "expires_at")
 
