@@ -423,3 +423,31 @@ async def test_a_cancel_request_is_seen_by_the_renew(rig: Rig) -> None:
     rig.clock.advance(rig.cfg.visibility / 3)
     await rig.registry.beat(rig.queue, rig.status)
     assert held.signal == "cancel" and rig.status.calls["cancel_requested"] == 0
+
+
+async def test_a_prefetched_task_is_not_polled_its_renew_carries_the_cancel(rig: Rig) -> None:
+    """Waiting in the prefetch (15 s with a 5 s poll period): no poll; the lease renew at a
+    third of the visibility is its one status call and sees the cancel request."""
+    held = await rig.claimed()
+    held.phase = Phase.READY
+    for _ in range(3):
+        rig.clock.advance(rig.cfg.cancel_poll_seconds)
+        await rig.registry.beat(rig.queue, rig.status)
+    assert rig.status.calls == {"claim": 1}
+    rig.status.rows["t1"]["cancel_requested"] = True
+    rig.clock.advance(rig.cfg.cancel_poll_seconds)
+    await rig.registry.beat(rig.queue, rig.status)
+    assert rig.status.calls == {"claim": 1, "renew": 1}
+    assert rig.status.stages["t1"] == ["prefetched"] and held.signal == "cancel"
+
+
+async def test_cancel_polls_count_from_the_start_of_the_generation(rig: Rig) -> None:
+    held = await rig.claimed()
+    rig.clock.advance(10)  # prefetched for 10 s
+    rig.registry.generating(held)
+    rig.clock.advance(rig.cfg.cancel_poll_seconds - 0.1)
+    await rig.registry.beat(rig.queue, rig.status)
+    assert rig.status.calls == {"claim": 1}  # a generation shorter than a period: no poll
+    rig.clock.advance(0.1)
+    await rig.registry.beat(rig.queue, rig.status)
+    assert rig.status.calls == {"claim": 1, "cancel_requested": 1}

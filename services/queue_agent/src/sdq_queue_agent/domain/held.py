@@ -175,6 +175,11 @@ class HeldRegistry:
         held.phase = phase
         await self.notify()
 
+    def generating(self, held: Held) -> None:
+        """The runtime starts on it: its cancel polls count from now."""
+        held.phase = Phase.GENERATING
+        held.next_cancel_check = self._clock.monotonic() + self._cfg.cancel_poll_seconds
+
     async def drop(self, held: Held) -> None:
         """The message is deleted or handed back: the agent is no longer responsible for it."""
         if self._held.pop(held.message.receipt_handle, None) is not None:
@@ -202,9 +207,11 @@ class HeldRegistry:
 
     async def beat(self, queue: TaskQueue, status: StatusStore) -> None:
         """One round. Per held task at most one status call: the lease renew when the
-        visibility is due (it records the stage and answers whether a cancel was asked), else
-        a cancel poll when that is due. Both clocks start at the receive, so a task held for
-        less than a period makes no call."""
+        visibility is due (it records the stage and answers whether a cancel was asked), else,
+        for a generating task, a cancel poll when that is due. The lease clock starts at the
+        receive and the poll clock when the generation starts, so a task held for less than a
+        third of the visibility and generating for less than a poll period makes no call; a
+        prefetched task's cancel is seen by its renew or by the first poll of its generation."""
         now = self._clock.monotonic()
         due = [h for h in self._held.values() if now >= h.next_extend]
         for held in due:
@@ -222,7 +229,7 @@ class HeldRegistry:
             if h.leased
             and h.task is not None
             and h.signal is None
-            and h.phase is not Phase.FINISHING
+            and h.phase is Phase.GENERATING
             and now >= h.next_cancel_check
             and id(h) not in renewing
         ]

@@ -12,8 +12,8 @@ Stages of one message (each in its own task of one TaskGroup):
 
 Held messages, the capacity accounting and the visibility heartbeat live in :mod:`.held`;
 deletes go out in batches (:mod:`.deletes`). AWS calls are amortised where no decision rides
-on them: a receive waits until half the prefetch depth is free (unless the runtime would run
-dry), and settled messages are deleted ten at a time or after a short bounded delay.
+on them: a receive waits until half the prefetch depth is free, and settled messages are
+deleted ten at a time or after a short bounded delay.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class Worker:
             if held.signal == "cancel":  # cancelled while it waited for the runtime
                 await self._outcomes.cancelled(held)
                 continue
-            held.phase = Phase.GENERATING
+            self._held.generating(held)
             started = self._clock.monotonic()
             try:
                 with held.stage("generate"):
