@@ -297,7 +297,7 @@ async def test_crash_between_final_write_and_delete_the_same_message_announces_c
     m1 comes back and announces; a duplicate copy (m2), even at the same moment, does not."""
     held = await rig.claimed()
     assert held.task is not None
-    assert await rig.status.complete("t1", held.holder, ["s3://o/1.png"], T0, "m1")
+    assert await rig.status.complete("t1", held.holder, ["s3://o/1.png"], T0, settled_by="m1")
     await rig.registry.drop(held)  # the agent died here
     again, copy = await _redeliver(rig, held), await _copy(rig)
     first, second = await _claim_refused(rig, again), await _claim_refused(rig, copy)
@@ -313,7 +313,7 @@ async def test_crash_between_final_write_and_delete_the_same_message_announces_c
 async def test_a_duplicate_copy_of_a_finished_task_never_announces(rig: Rig) -> None:
     held = await rig.claimed()
     assert held.task is not None
-    assert await rig.status.complete("t1", held.holder, ["s3://o/1.png"], T0, "m1")
+    assert await rig.status.complete("t1", held.holder, ["s3://o/1.png"], T0, settled_by="m1")
     copy = await _copy(rig)
     await rig.outcomes.not_claimed(copy, await _claim_refused(rig, copy))
     assert rig.publisher.published == [] and rig.queue.deleted == ["m2"]

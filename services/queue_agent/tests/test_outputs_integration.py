@@ -80,13 +80,19 @@ async def test_every_kind_lands_in_s3_the_row_and_the_notification(stack: Stack)
         head = _head(stack, key)
         assert head["ContentType"] == file["content_type"]
         assert head["ContentLength"] == file["bytes"] == len(objects[key])
-        assert "download_url" not in file
+        assert file["download_url"].startswith("http") and file["download_expires_at"]
     assert objects[keys[2]] == MP4 and objects[keys[3]] == WEBM and objects[keys[4]] == FLAC
     assert objects[keys[1]] == animated_webp()
     assert objects[keys[5]] == b"a caption" and objects[keys[6]] == b'{"seed": 7}'
     row = stack.status("kinds")
     assert row.outputs == note["image_url"]
-    assert [f.model_dump(mode="json", exclude_none=True) for f in row.files] == files
+    # The row holds the same descriptions without the links (signed at publish, never stored).
+    unlinked = [
+        {k: v for k, v in f.items() if k not in ("download_url", "download_expires_at")}
+        for f in files
+    ]
+    assert [f.model_dump(mode="json", exclude_none=True) for f in row.files] == unlinked
+    assert all(f.download_url is None for f in row.files)
     # The preview (type temp) is not an output: never fetched.
     assert "ComfyUI_temp_x_00001_.png" not in comfy.views
 
