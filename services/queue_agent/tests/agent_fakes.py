@@ -99,6 +99,7 @@ class _Msg:
     visible_at: float = 0.0
     receive_count: int = 0
     handle: str = ""
+    copy: int = 0  # >0: a second stored copy of message ``id`` (SQS at-least-once delivery)
 
 
 class FakeQueue:
@@ -116,11 +117,20 @@ class FakeQueue:
         self.delete_refusals: dict[str, list[DeleteRefusal]] = {}
         self.max_receive_count = max_receive_count
         self._ids = itertools.count(1)
+        self._copies = itertools.count(1)
+        self.bodies: dict[str, str] = {}  # every message ever sent, by MessageId
 
     def send(self, body: str | dict[str, Any]) -> str:
         mid = f"m{next(self._ids)}"
-        self.messages[mid] = _Msg(mid, body if isinstance(body, str) else json.dumps(body))
+        self.bodies[mid] = body if isinstance(body, str) else json.dumps(body)
+        self.messages[mid] = _Msg(mid, self.bodies[mid])
         return mid
+
+    def duplicate(self, mid: str) -> None:
+        """SQS delivers a second copy of message ``mid``: the same MessageId and body, its own
+        receipt handles, deleted on its own (the original's delete does not remove it)."""
+        n = next(self._copies)
+        self.messages[f"{mid}~{n}"] = _Msg(mid, self.bodies[mid], copy=n)
 
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility: int
@@ -136,11 +146,11 @@ class FakeQueue:
                 if msg.visible_at > now:
                     continue
                 if msg.receive_count >= self.max_receive_count:
-                    del self.messages[msg.id]
+                    self.messages = {k: m for k, m in self.messages.items() if m is not msg}
                     self.dlq.append(msg.body)
                     continue
                 msg.receive_count += 1
-                msg.handle = f"{msg.id}#{msg.receive_count}"
+                msg.handle = f"{msg.id}~{msg.copy}#{msg.receive_count}"
                 msg.visible_at = now + visibility
                 out.append(
                     ReceivedMessage(
@@ -169,7 +179,7 @@ class FakeQueue:
 
     def _delete(self, message: ReceivedMessage) -> None:
         msg = self._current(message.receipt_handle)
-        del self.messages[msg.id]
+        self.messages = {k: m for k, m in self.messages.items() if m is not msg}
         self.deleted.append(msg.id)
 
     async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
@@ -226,12 +236,15 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[ResultNotification] = []
         self.fail_next = 0
+        self.after_publish: Callable[[ResultNotification], None] | None = None
 
     async def publish(self, notification: ResultNotification) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise AwsError("Publish failed: InternalError")
         self.published.append(notification)
+        if self.after_publish is not None:
+            self.after_publish(notification)
 
 
 class FakeStatus:
@@ -243,6 +256,8 @@ class FakeStatus:
         self.stages: dict[str, list[str]] = {}  # stages written by the heartbeat's renews
         self.claims: list[tuple[str, str]] = []  # (task id, outcome)
         self.calls: collections.Counter[str] = collections.Counter()  # by method
+        self.mark_batches: list[list[tuple[str, str]]] = []  # (task id, MessageId) per write
+        self.fail_marks: Exception | None = None  # raised by mark_announced when set
 
     def seed(self, task_id: str, **fields: Any) -> None:
         self.rows[task_id] = {
@@ -367,9 +382,25 @@ class FakeStatus:
         new = status.cancelled(self.rows.get(task_id), stamp=now.isoformat(), settled_by=settled_by)
         return self._apply(task_id, new)
 
-    async def adopt(self, task_id: str, settled_by: str) -> bool:
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
         self.calls["adopt"] += 1
-        return self._apply(task_id, status.adopt(self.rows.get(task_id), settled_by=settled_by))
+        stamp = None if now is None else now.isoformat()
+        return self._apply(
+            task_id, status.adopt(self.rows.get(task_id), settled_by=settled_by, stamp=stamp)
+        )
+
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """One transaction: every mark whose condition holds is written (as the adapter's
+        retry without the failed items ends)."""
+        self.calls["mark_announced"] += 1
+        self.mark_batches.append(list(marks))
+        if self.fail_marks is not None:
+            raise self.fail_marks
+        return {
+            task_id
+            for task_id, mid in marks
+            if self._apply(task_id, status.mark_announced(self.rows.get(task_id), settled_by=mid))
+        }
 
     def record(self, task_id: str) -> StatusRecord:
         return StatusRecord.from_item(self.rows[task_id])

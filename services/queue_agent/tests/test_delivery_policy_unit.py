@@ -142,7 +142,7 @@ async def rig() -> AsyncIterator[Rig]:
     queue, status, publisher = FakeQueue(), FakeStatus(), FakePublisher()
     metrics = FakeMetrics()
     registry = HeldRegistry(cfg, clock, metrics)
-    deletes = BatchDeleter(queue, clock, max_delay=0)  # no batching delay under test here
+    deletes = BatchDeleter(queue, clock, max_delay=0, status=status)  # no batching delay here
 
     def spawn(coro):  # background work is not under test here
         coro.close()
@@ -265,8 +265,10 @@ async def test_capacity_comes_from_the_phases_of_held_messages(rig: Rig) -> None
 # --------------------------------------------------------------------------- who announces
 
 
-async def _redeliver(rig: Rig, held: Held) -> Held:
-    """The same SQS message received again (same MessageId, new receipt handle)."""
+async def _redeliver(rig: Rig, held: Held, *, after: float) -> Held:
+    """The same SQS message received again (same MessageId, new receipt handle), ``after``
+    seconds (its visibility timeout or backoff)."""
+    rig.clock.advance(after)
     rig.queue.messages[held.message.message_id].visible_at = 0
     [message] = await rig.queue.receive(1, 0, rig.cfg.visibility)
     assert message.message_id == held.message.message_id
@@ -299,7 +301,8 @@ async def test_crash_between_final_write_and_delete_the_same_message_announces_c
     assert held.task is not None
     assert await rig.status.complete("t1", held.holder, ["s3://o/1.png"], T0, settled_by="m1")
     await rig.registry.drop(held)  # the agent died here
-    again, copy = await _redeliver(rig, held), await _copy(rig)
+    again = await _redeliver(rig, held, after=rig.cfg.visibility)  # its visibility ran out
+    copy = await _copy(rig)
     first, second = await _claim_refused(rig, again), await _claim_refused(rig, copy)
     await asyncio.gather(
         rig.outcomes.not_claimed(again, first), rig.outcomes.not_claimed(copy, second)
@@ -343,7 +346,7 @@ async def test_adopted_announcement_lost_is_repeated_by_its_own_message_only(rig
     copy = await _copy(rig)
     await rig.outcomes.not_claimed(copy, await _claim_refused(rig, copy))
     assert rig.publisher.published == []  # m1 owns it now
-    again = await _redeliver(rig, first)
+    again = await _redeliver(rig, first, after=rig.cfg.backoff(1))
     await rig.outcomes.not_claimed(again, await _claim_refused(rig, again))
     [note] = rig.publisher.published
     assert note.status is TaskState.CANCELLED and sorted(rig.queue.deleted) == ["m1", "m2"]
@@ -383,7 +386,7 @@ async def test_publish_failure_after_completion_hands_the_message_back(rig: Rig)
     assert rig.publisher.published == [] and rig.queue.deleted == []
     assert rig.queue.visibility_calls == [("m1", 10)]
     assert rig.status.rows["t1"]["status"] == "completed"
-    again = await _redeliver(rig, held)
+    again = await _redeliver(rig, held, after=rig.cfg.backoff(1))
     await rig.outcomes.not_claimed(again, await _claim_refused(rig, again))
     [note] = rig.publisher.published
     assert note.status is TaskState.COMPLETED and rig.queue.deleted == ["m1"]

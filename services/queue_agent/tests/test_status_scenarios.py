@@ -281,3 +281,50 @@ async def test_renew_only_while_held(subject: Subject) -> None:
     assert (await subject.store.renew("t1", "a/1", lease(T0), "generating", T0)).held is False
     row = await subject.row("t1")
     assert row is not None and "stage" not in row and "lease_until" not in row
+
+
+async def test_marks_land_on_the_rows_their_messages_settled(subject: Subject) -> None:
+    """One write marks a batch's announced rows; an item whose row another message settled (or
+    that is not final) is left out and the others are still marked."""
+    for task_id, settled_by in (("t1", "m1"), ("t2", "other"), ("t3", "m3")):
+        await subject.put(queued(task_id, status="completed", settled_by=settled_by))
+    await subject.put(queued("t4"))  # still queued: nothing to mark
+    marked = await subject.store.mark_announced([("t1", "m1"), ("t2", "m2"), ("t3", "m3")])
+    assert marked == {"t1", "t3"}
+    assert await subject.store.mark_announced([("t4", "m4")]) == set()
+    rows = {t: await subject.row(t) for t in ("t1", "t2", "t3", "t4")}
+    assert [rows[t].get("announced") for t in ("t1", "t2", "t3", "t4")] == [  # type: ignore[union-attr]
+        True,
+        None,
+        True,
+        None,
+    ]
+    # Only the settling message's same-id copy finds the mark; others own nothing anyway.
+    assert status.announcement(rows["t1"], "m1", now=T0, window=9) == "none"
+    assert status.announcement(rows["t2"], "other", now=T0, window=9) == "announce"
+
+
+async def test_a_marked_row_is_settled_again_unmarked(subject: Subject) -> None:
+    """A mark belongs to one final write: the same message's later final write (a cancel
+    re-settled by its own message) clears it."""
+    await subject.put(queued())
+    await subject.store.claim("t1", ROW, T0, "a/1", lease(T0))
+    assert await subject.store.fail("t1", ERROR, T0, ROW, "m1") is True
+    assert await subject.store.mark_announced([("t1", "m1")]) == {"t1"}
+    assert await subject.store.fail("t1", ERROR, T0, ROW, "m1") is True
+    row = await subject.row("t1")
+    assert row is not None and "announced" not in row
+
+
+async def test_adopting_stamps_the_start_of_the_same_message_window(subject: Subject) -> None:
+    await subject.put(
+        queued(status="cancelled", announced=False, updated_at="2026-01-01T00:00:00+00:00")
+    )
+    assert await subject.store.adopt("t1", "m1", T0) is True
+    row = await subject.row("t1")
+    assert row is not None and row["updated_at"] == T0.isoformat()
+    later = T0 + timedelta(seconds=3)
+    assert status.announcement(row, "m1", now=later, window=9) == "wait"
+    assert status.announcement(row, "m1", now=later + timedelta(seconds=6), window=9) == "announce"
+    assert await subject.store.mark_announced([("t1", "m1")]) == {"t1"}
+    assert status.announcement(await subject.row("t1"), "m1", now=later, window=9) == "none"

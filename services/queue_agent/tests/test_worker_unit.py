@@ -46,10 +46,12 @@ async def test_completes_a_task_with_objects_status_notification_and_delete() ->
     assert h.status.rows["t1"]["status"] == TaskState.COMPLETED
     assert h.status.rows["t1"]["attempts"] == 1
     # A task shorter than a heartbeat period writes no stage and polls nothing: the claim and
-    # the final write are its only status calls, and the delete goes out in a batch.
+    # the final write are its status calls, and the delete goes out in a batch, after the one
+    # write that marks the batch's announced rows.
     assert "t1" not in h.status.stages
-    assert h.status.calls == {"claim": 1, "complete": 1}
-    assert h.status.rows["t1"]["settled_by"] == "m1" and "announced" not in h.status.rows["t1"]
+    assert h.status.calls == {"claim": 1, "complete": 1, "mark_announced": 1}
+    assert h.status.mark_batches == [[("t1", "m1")]]
+    assert h.status.rows["t1"]["settled_by"] == "m1" and h.status.rows["t1"]["announced"] is True
     assert h.queue.deleted == ["m1"] and not h.queue.messages
 
 

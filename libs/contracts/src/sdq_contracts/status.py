@@ -10,7 +10,11 @@ records the SQS ``MessageId`` of the message whose handling wrote it (:data:`SET
 that message is deleted only after the notification is published. So a message that finds its
 task ended announces it again only when it is that very message (its settle was cut short:
 the agent died between the final write and the delete); any other copy of the task (an SNS or
-SQS duplicate) is deleted silently. A row ended without an owner (the API's cancel of a queued
+SQS duplicate) is deleted silently. SQS may also deliver a second copy of the *same* message
+(same ``MessageId``, another receipt handle): after its publish the settling message marks the
+row ``announced: true`` (in a batch, with its delete), so such a copy finds the mark and is
+deleted silently; one that finds no mark while the original may still be between its publish
+and its mark is handed back until that window has passed (``wait``). A row ended without an owner (the API's cancel of a queued
 task, rows of older agents) carries ``announced: false`` until a receiving agent adopts it
 (:func:`adopt`, a conditional write: one copy wins) and then follows the same rule.
 See :func:`announcement`.
@@ -24,16 +28,19 @@ Each function returns the new item, or ``None`` when the transition is refused (
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from sdq_contracts.messages import TaskState
 
 Item = dict[str, Any]
-Announce = Literal["announce", "adopt", "none"]
+Announce = Literal["announce", "adopt", "wait", "none"]
 
 # Bookkeeping attributes of the row (not in the public view).
 # False on a row ended without an owner (the API's cancel of a queued task; final states
-# written by older agents) until an agent adopts its announcement.
+# written by older agents) until an agent adopts its announcement; True once the message that
+# settled the row published its notification (:func:`mark_announced`, written in a batch with
+# that message's delete).
 ANNOUNCED = "announced"
 SETTLED_BY = "settled_by"  # the SQS MessageId whose handling wrote the final state
 HOLDER = "holder"  # the receive that holds a running task
@@ -233,22 +240,54 @@ def cancelled(item: Item | None, *, stamp: str, settled_by: str) -> Item | None:
     return _settle(item, TaskState.CANCELLED, stamp, settled_by)
 
 
-def adopt(item: Item | None, *, settled_by: str) -> Item | None:
+def adopt(item: Item | None, *, settled_by: str, stamp: str | None = None) -> Item | None:
     """A receiving agent takes over the announcement of a row ended without an owner; one
-    copy of the task wins."""
+    copy of the task wins. ``stamp`` (now) starts the window of :func:`announcement`."""
     if announcement(item, settled_by) != "adopt" or item is None:
         return None
-    return _without(item, ANNOUNCED) | {SETTLED_BY: settled_by}
+    adopted = _without(item, ANNOUNCED) | {SETTLED_BY: settled_by}
+    return adopted if stamp is None else adopted | {"updated_at": stamp}
 
 
-def announcement(item: Item | None, message_id: str) -> Announce:
+def mark_announced(item: Item | None, *, settled_by: str) -> Item | None:
+    """The message that settled the row published its notification: refused unless the row is
+    final and settled by that message."""
+    if item is None or _status(item) not in _FINAL or item.get(SETTLED_BY) != settled_by:
+        return None
+    return item | {ANNOUNCED: True}
+
+
+def settled_seconds_ago(item: Item, now: datetime) -> float | None:
+    """Seconds since the row's last write by the agent (its final write, or the adoption of its
+    announcement); None when the row has no readable stamp."""
+    stamp = item.get("updated_at") or item.get("finished_at")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        then = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if then.tzinfo is None or now.tzinfo is None:
+        return None
+    return (now - then).total_seconds()
+
+
+def announcement(
+    item: Item | None, message_id: str, *, now: datetime | None = None, window: float = 0.0
+) -> Announce:
     """What a message that finds its task ended owes: ``announce`` (it is the message whose
-    handling ended the task: publish again, then delete), ``adopt`` (nobody owns the
-    announcement yet: :func:`adopt`, and announce if that write wins) or ``none`` (delete
-    silently: another message owns it, or it was announced)."""
+    handling ended the task and the row carries no ``announced`` mark: its settle was cut
+    short, publish again, then delete), ``wait`` (the same, but settled less than ``window``
+    seconds before ``now``: the original handling may still be marking it, hand this copy back
+    until then), ``adopt`` (nobody owns the announcement yet: :func:`adopt`, and announce if
+    that write wins) or ``none`` (delete silently: another message owns it, or it was
+    announced)."""
     if item is None or _status(item) not in _FINAL:
         return "none"
     owner = item.get(SETTLED_BY)
     if owner is not None:
-        return "announce" if owner == message_id else "none"
+        if owner != message_id or item.get(ANNOUNCED) is True:
+            return "none"
+        age = None if now is None else settled_seconds_ago(item, now)
+        return "wait" if age is not None and age < window else "announce"
     return "adopt" if item.get(ANNOUNCED) is False else "none"

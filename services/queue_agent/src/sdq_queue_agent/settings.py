@@ -88,7 +88,7 @@ class AgentSettings(BaseSettings):
     cancel_poll_seconds: Annotated[float, Field(gt=0, le=300)] = 5
     # Longest a settled message waits to be deleted in a batch of up to ten (capped at a sixth
     # of the visibility).
-    delete_batch_seconds: Annotated[float, Field(ge=0, le=10)] = 2
+    delete_batch_seconds: Annotated[float, Field(ge=0, le=10)] = 5
     drain_file: Path | None = None
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # --- inputs and callbacks ---

@@ -561,20 +561,77 @@ class DynamoStatusStore:
             },
         )
 
-    async def adopt(self, task_id: str, settled_by: str) -> bool:
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
+        stamp = "" if now is None else ", #updated_at = :now"
+        values: dict[str, Any] = {
+            ":mid": settled_by,
+            ":completed": TaskState.COMPLETED.value,
+            ":cancelled": TaskState.CANCELLED.value,
+            ":failed": TaskState.FAILED.value,
+            ":false": False,
+        }
+        if now is not None:
+            values[":now"] = now.isoformat()
         return await self._update(
             task_id,
-            "SET #settled_by = :mid REMOVE #announced",
+            f"SET #settled_by = :mid{stamp} REMOVE #announced",
             "#status IN (:completed, :cancelled, :failed) AND attribute_not_exists(#settled_by) "
             "AND #announced = :false",
-            {
-                ":mid": settled_by,
-                ":completed": TaskState.COMPLETED.value,
-                ":cancelled": TaskState.CANCELLED.value,
-                ":failed": TaskState.FAILED.value,
-                ":false": False,
-            },
+            values,
         )
+
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """One TransactWriteItems for every mark. A transaction is all or nothing: when some
+        conditions fail (TransactionCanceledException names them in order) it is sent once more
+        without them."""
+        pending = list(marks)
+        for _ in range(2):
+            if not pending:
+                return set()
+            try:
+                await self._ddb.transact_write_items(
+                    TransactItems=[self._mark(task_id, mid) for task_id, mid in pending]
+                )
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise AwsError(f"TransactWriteItems failed: {_code(exc)}") from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                failed = {
+                    n for n, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"
+                }
+                if not failed:  # cancelled for another reason (a conflict, throttling)
+                    raise AwsError(f"TransactWriteItems failed: {_code(exc)}") from exc
+                pending = [m for n, m in enumerate(pending) if n not in failed]
+                continue
+            except BotoCoreError as exc:
+                raise AwsError(f"TransactWriteItems failed: {type(exc).__name__}") from exc
+            return {task_id for task_id, _ in pending}
+        return set()
+
+    def _mark(self, task_id: str, settled_by: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(task_id),
+                "UpdateExpression": "SET #announced = :true",
+                "ConditionExpression": "#settled_by = :mid AND "
+                "#status IN (:completed, :cancelled, :failed)",
+                "ExpressionAttributeNames": {
+                    "#announced": "announced",
+                    "#settled_by": "settled_by",
+                    "#status": "status",
+                },
+                "ExpressionAttributeValues": _values(
+                    {
+                        ":true": True,
+                        ":mid": settled_by,
+                        ":completed": TaskState.COMPLETED.value,
+                        ":cancelled": TaskState.CANCELLED.value,
+                        ":failed": TaskState.FAILED.value,
+                    }
+                ),
+            }
+        }
 
 
 # What every final write removes: the running task's bookkeeping and the ownerless marker.

@@ -4,14 +4,17 @@ notification, settles the message with SQS and drops it from the registry.
 
 Exactly one notification per task: a final status write records the MessageId of the message
 being handled (``settled_by``) and only a successful write publishes; the message is deleted
-(in a batch) only after the publish. A message that finds its task ended announces it again
-only if it is that same message (its settle was cut short), see ``sdq_contracts.status``."""
+(in a batch, which first marks the row ``announced``) only after the publish. A message that
+finds its task ended announces it again only if it is that same message and the row carries no
+mark (its settle was cut short; a copy of it arriving while the original may still be on its
+way to the mark waits), see ``sdq_contracts.status``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing
 from datetime import timedelta
@@ -172,7 +175,8 @@ class Outcomes:
         self._metrics.outcome("completed" if announced else "cancelled")
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, task.callback_url, notification, held))
-        await self._delete(held)  # only after the publish (it waits for its batch)
+        # Only after the publish (it waits for its batch, which marks the row announced).
+        await self._delete(held, announced=task.id if notification is not None else None)
         await self._held.drop(held)
 
     async def _announce(
@@ -196,12 +200,13 @@ class Outcomes:
             await self._held.drop(held)
             return None
 
-    async def _delete(self, held: Held) -> None:
-        """Delete in a batch; a message that could not be deleted reappears, and its redelivery
-        finds the row settled (announcing again only if it settled it)."""
+    async def _delete(self, held: Held, *, announced: str | None) -> None:
+        """Delete in a batch (``announced``: the task this message announced, marked with the
+        batch); a message that could not be deleted reappears, and its redelivery finds the row
+        settled (announcing again only if it settled it and the mark is missing)."""
         try:
             with held.within():
-                await self._deletes.delete(held.message)
+                await self._deletes.delete(held.message, announced=announced)
         except TaskFailure as exc:
             held.log.warning(
                 "could_not_delete_the_settled_message_it_will_reappear", cause=str(exc)
@@ -374,20 +379,42 @@ class Outcomes:
             return
         state = claim.record.status.value if claim.record else "done"
         message_id = held.message.message_id
-        owed = row_rules.announcement(dict(claim.row or {}), message_id)
+        row, now = dict(claim.row or {}), self._clock.now()
+        owed = row_rules.announcement(row, message_id, now=now, window=self._cfg.announce_window)
+        if owed == "wait":
+            await self._same_message_copy(held, row)
+            return
         held.log.info(
             "task_already_finished_deleting_the_redelivered_message", status=state, owed=owed
         )
         try:
             with held.within():
-                if owed == "adopt" and await self._status.adopt(task.id, message_id):
+                if owed == "adopt" and await self._status.adopt(task.id, message_id, now):
                     owed = "announce"
+                mark = None
                 if owed == "announce" and claim.record is not None:
                     await self._announce_record(task, held, claim.record)
-                await self._deletes.delete(held.message)
+                    mark = task.id
+                await self._deletes.delete(held.message, announced=mark)
         except TaskFailure as exc:
             held.log.warning("could_not_settle_a_finished_task_s_message", cause=str(exc))
         self._metrics.outcome("skipped")
+        await self._held.drop(held)
+
+    async def _same_message_copy(self, held: Held, row: dict[str, Any]) -> None:
+        """A copy of the message that settled the task, its row not yet marked announced and
+        settled moments ago: the original may still be publishing or waiting for its batch
+        (which marks the row). Back on the queue until that window has passed; then it finds
+        the mark and is deleted, or (the original died before marking) announces."""
+        age = row_rules.settled_seconds_ago(row, self._clock.now()) or 0.0
+        delay = max(1, min(math.ceil(self._cfg.announce_window - age), MAX_VISIBILITY))
+        try:
+            with held.within():
+                await self._queue.set_visibility(held.message, delay)
+        except TaskFailure as exc:
+            held.log.warning("could_not_delay_a_duplicate_delivery", cause=str(exc))
+        held.log.info("copy_of_the_settling_message_handed_back", retry_in_s=delay)
+        self._metrics.outcome("duplicate")
         await self._held.drop(held)
 
     async def _duplicate(self, held: Held, lease_until: int) -> None:
@@ -427,6 +454,7 @@ class Outcomes:
         message = held.message
         decision = decide(failure, message.receive_count, self._cfg)
         log = held.log.bind(error_code=failure.code, error=failure.message)
+        mark = None  # the task this message announced (its row is marked with the delete)
         try:
             with held.within():
                 error = TaskError(
@@ -445,6 +473,7 @@ class Outcomes:
                         await self._publish(
                             self._notification(held.task, held, TaskState.FAILED, error=error)
                         )
+                        mark = held.task.id
                 elif held.task is not None and held.leased:
                     retry_at = self._clock.now() + timedelta(seconds=decision.delay)
                     await self._status.wait_to_retry(
@@ -452,7 +481,7 @@ class Outcomes:
                     )
                     held.leased = False
                 if decision.verdict is Verdict.FAIL:
-                    await self._deletes.delete(message)
+                    await self._deletes.delete(message, announced=mark)
                     log.error("task_failed_permanently_message_deleted")
                     self._metrics.outcome("failed")
                 elif decision.verdict is Verdict.FAIL_LAST:
@@ -518,7 +547,7 @@ class Outcomes:
                 held.leased = False
                 if settled:  # else another copy's handling cancelled it and announces it
                     await self._publish(self._notification(task, held, TaskState.CANCELLED))
-                await self._deletes.delete(held.message)
+                await self._deletes.delete(held.message, announced=task.id if settled else None)
                 held.log.info("task_cancelled", announced=settled)
                 self._metrics.outcome("cancelled")
         except TaskFailure as exc:

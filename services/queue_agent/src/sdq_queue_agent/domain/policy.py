@@ -39,7 +39,7 @@ class WorkerConfig:
     # a task held for less than this makes none.
     cancel_poll_seconds: float = 5.0
     # Longest a settled message waits to be deleted in a batch (capped at visibility / 6).
-    delete_delay: float = 2.0
+    delete_delay: float = 5.0
     # A task interrupted at its deadline is retried only when the runtime's config asks for it.
     retry_on_deadline: bool = False
     # Days a status row the agent had to create lives before DynamoDB's TTL deletes it.
@@ -59,6 +59,13 @@ class WorkerConfig:
         """How long a settled message may wait for its batch delete: far below the heartbeat
         period (visibility / 3), so a waiting message never needs its visibility extended."""
         return max(0.0, min(self.delete_delay, self.visibility / 6))
+
+    @property
+    def announce_window(self) -> float:
+        """How long after a task settled its settling message may still be publishing or
+        waiting for its batch (with the ``announced`` mark): a second SQS copy of that message
+        arriving sooner and finding no mark is handed back until this has passed."""
+        return 2 * self.delete_max_delay + 5
 
     @property
     def receive_batch(self) -> int:

@@ -19,6 +19,9 @@ from sdq_queue_agent.domain.model import (
     RuntimeResult,
 )
 
+# DynamoDB's limit of items per TransactWriteItems.
+MAX_MARKS = 100
+
 
 class TaskQueue(Protocol):
     async def receive(
@@ -135,9 +138,17 @@ class StatusStore(Protocol):
         """False when the task completed or another message's handling cancelled it."""
         ...
 
-    async def adopt(self, task_id: str, settled_by: str) -> bool:
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
         """Take over the announcement of a row ended without an owner (the API's cancel of a
-        queued task); True for the one copy that wins."""
+        queued task); True for the one copy that wins. ``now`` is recorded as the row's
+        ``updated_at`` (the start of the window of ``sdq_contracts.status.announcement``)."""
+        ...
+
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """Mark rows ``announced`` after their settling message published: ``marks`` are
+        ``(task id, MessageId)`` pairs, one write for all of them (at most
+        :data:`MAX_MARKS`, distinct task ids), each conditioned on the row being settled by
+        that message. Returns the task ids marked; the others were not (condition failed)."""
         ...
 
 

@@ -88,6 +88,7 @@ class Worker:
             queue,
             clock,
             max_delay=config.delete_max_delay,
+            status=status,
             idle=lambda: not self._held.count(Phase.PREPARING, Phase.READY, Phase.GENERATING),
         )
         self._preparer = Preparer(
