@@ -117,7 +117,8 @@ def test_the_delete_delay_stays_far_below_the_heartbeat_period() -> None:
         }
         return WorkerConfig(**(base | kw))  # type: ignore[arg-type]
 
-    assert cfg().delete_max_delay == 2.0
+    assert cfg().delete_max_delay == 5.0  # a batch of ten fills at 0.5 s per image
+    assert cfg().announce_window == 15.0  # 2 x the batch delay + 5 s
     assert cfg(visibility=6, delete_delay=5.0).delete_max_delay == 1.0
     assert [cfg(prefetch=p).receive_batch for p in (0, 1, 2, 3, 4, 10)] == [1, 1, 1, 2, 2, 5]
 

@@ -346,7 +346,7 @@ async def test_adopted_announcement_lost_is_repeated_by_its_own_message_only(rig
     copy = await _copy(rig)
     await rig.outcomes.not_claimed(copy, await _claim_refused(rig, copy))
     assert rig.publisher.published == []  # m1 owns it now
-    again = await _redeliver(rig, first, after=rig.cfg.backoff(1))
+    again = await _redeliver(rig, first, after=rig.cfg.announce_window)
     await rig.outcomes.not_claimed(again, await _claim_refused(rig, again))
     [note] = rig.publisher.published
     assert note.status is TaskState.CANCELLED and sorted(rig.queue.deleted) == ["m1", "m2"]
@@ -384,9 +384,10 @@ async def test_publish_failure_after_completion_hands_the_message_back(rig: Rig)
     result = RuntimeResult(files=(OutputFile(b"png", "image/png", "png"),), response={})
     await rig.outcomes.complete(job, result)
     assert rig.publisher.published == [] and rig.queue.deleted == []
-    assert rig.queue.visibility_calls == [("m1", 10)]
+    # not the backoff (10 s) but the window a copy of it would wait for a mark (2 x 5 s + 5 s)
+    assert rig.queue.visibility_calls == [("m1", 15)]
     assert rig.status.rows["t1"]["status"] == "completed"
-    again = await _redeliver(rig, held, after=rig.cfg.backoff(1))
+    again = await _redeliver(rig, held, after=15)
     await rig.outcomes.not_claimed(again, await _claim_refused(rig, again))
     [note] = rig.publisher.published
     assert note.status is TaskState.COMPLETED and rig.queue.deleted == ["m1"]

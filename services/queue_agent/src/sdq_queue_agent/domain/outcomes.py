@@ -183,12 +183,15 @@ class Outcomes:
         self, held: Held, notification: ResultNotification
     ) -> ResultNotification | None:
         """Publish after this message's final write; the notification as published. When the
-        publish fails the message is handed back: it comes back after the backoff and, being the
-        message that settled the task, announces it then (None: handed back and dropped)."""
+        publish fails the message is handed back: it comes back after the backoff (at least
+        the window in which a copy of it waits for a mark, so it announces on its first return)
+        and, being the message that settled the task, announces it then (None: handed back and
+        dropped)."""
         try:
             return await self._publish(notification)
         except TaskFailure as exc:
-            delay = self._cfg.backoff(held.message.receive_count)
+            window = math.ceil(self._cfg.announce_window)
+            delay = min(max(self._cfg.backoff(held.message.receive_count), window), MAX_VISIBILITY)
             held.log.warning(
                 "could_not_publish_the_final_notification_retrying_with_the_message",
                 cause=str(exc),
@@ -406,8 +409,10 @@ class Outcomes:
         settled moments ago: the original may still be publishing or waiting for its batch
         (which marks the row). Back on the queue until that window has passed; then it finds
         the mark and is deleted, or (the original died before marking) announces."""
-        age = row_rules.settled_seconds_ago(row, self._clock.now()) or 0.0
-        delay = max(1, min(math.ceil(self._cfg.announce_window - age), MAX_VISIBILITY))
+        window = self._cfg.announce_window
+        # A stamp ahead of this clock (another agent's skew) waits no longer than the window.
+        age = max(0.0, row_rules.settled_seconds_ago(row, self._clock.now()) or 0.0)
+        delay = max(1, min(math.ceil(window - age), MAX_VISIBILITY))
         try:
             with held.within():
                 await self._queue.set_visibility(held.message, delay)
