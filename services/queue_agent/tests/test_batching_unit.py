@@ -11,9 +11,9 @@ import pytest
 from agent_fakes import FakeQueue, LoopClock, make_harness, task_body, virtual_time
 
 from sdq_queue_agent.domain.deletes import BatchDeleter
-from sdq_queue_agent.domain.model import DeleteRefusal, ReceivedMessage
+from sdq_queue_agent.domain.model import DeleteRefusal, ReceivedMessage, RuntimeRequest
 from sdq_queue_agent.domain.policy import WorkerConfig
-from sdq_queue_agent.errors import AwsError
+from sdq_queue_agent.errors import AwsError, RuntimeRejectedError
 
 pytestmark = pytest.mark.unit
 
@@ -189,3 +189,24 @@ async def test_a_lone_task_is_deleted_at_once_when_nothing_else_is_in_flight() -
     assert _now() - published < 0.1 and h.queue.delete_calls == [1]
     worker.stop()
     await run
+
+
+async def test_failed_tasks_do_not_hold_the_runtime_while_their_deletes_wait() -> None:
+    """A permanent failure's delete waits for its batch beside the next generation: a backlog
+    of rejected tasks runs back to back and their deletes go out together."""
+    h = make_harness(prefetch=4, delete_delay=5.0, visibility=60)
+
+    async def reject(_: RuntimeRequest) -> None:
+        raise RuntimeRejectedError("HTTP 422: bad sampler")
+
+    ids = [f"t{n}" for n in range(10)]
+    for task_id in ids:
+        h.runtime.behaviours[task_id] = reject
+        h.queue.send(task_body(task_id))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await h.burst(timeout=120)
+    assert sorted(n.id for n in h.publisher.published) == ids
+    assert sorted(h.queue.deleted) == sorted(f"m{n}" for n in range(1, 11))
+    assert loop.time() - started < 5.0  # never one batch delay per task
+    assert len(h.queue.delete_calls) < len(ids)

@@ -254,7 +254,9 @@ class Worker:
                 await self._outcomes.release(held, "shutting down")
                 continue
             if held.signal == "cancel":  # cancelled while it waited for the runtime
-                await self._outcomes.cancelled(held)
+                # Settled beside the next generation: its delete waits for a batch.
+                held.phase = Phase.FINISHING
+                self._spawn(self._outcomes.cancelled(held), held)
                 continue
             self._held.generating(held)
             started = self._clock.monotonic()
@@ -269,11 +271,12 @@ class Worker:
                 if isinstance(failure, RuntimeUnavailableError):
                     self._runtime_down = True
                 held.phase = Phase.FINISHING
-                await self._outcomes.fail(held, failure)
+                # Beside the next generation (a permanent failure's delete waits for a batch).
+                self._spawn(self._outcomes.fail(held, failure), held)
                 continue
             except TaskCancelled:
                 held.phase = Phase.FINISHING
-                await self._outcomes.cancelled(held)
+                self._spawn(self._outcomes.cancelled(held), held)
                 continue
             except TaskReleased:
                 held.phase = Phase.FINISHING
