@@ -10,6 +10,7 @@ leaves the other, as with SQS's own copies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
@@ -39,9 +40,9 @@ class SameIdCopies:
 
     def __init__(self, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
         self._stack = stack
-        self._copies: dict[str, str] = {}  # copy's MessageId -> task id
         self.originals: dict[str, str] = {}  # task id -> its original's MessageId
         self.handed_back: list[tuple[str, int]] = []  # (MessageId the agent saw, seconds)
+        self.first_hand_back = asyncio.Event()
         receive, set_visibility = SqsQueue.receive, SqsQueue.set_visibility
 
         async def receiving(
@@ -53,24 +54,23 @@ class SameIdCopies:
         async def handing_back(queue: SqsQueue, message: ReceivedMessage, seconds: int) -> None:
             self.handed_back.append((message.message_id, seconds))
             await set_visibility(queue, message, seconds)
+            self.first_hand_back.set()
 
         monkeypatch.setattr(SqsQueue, "receive", receiving)
         monkeypatch.setattr(SqsQueue, "set_visibility", handing_back)
 
     def _as_seen(self, message: ReceivedMessage) -> ReceivedMessage:
-        task_id = self._copies.get(message.message_id)
-        if task_id is not None:
-            return dataclasses.replace(message, message_id=self.originals[task_id])
-        self.originals.setdefault(_task_id(message.body), message.message_id)
-        return message
+        """Each task has one original here: any other message of that task is a copy (told by
+        its body, not its MessageId: the agent may receive it before ``send`` returns)."""
+        original = self.originals.setdefault(_task_id(message.body), message.message_id)
+        return dataclasses.replace(message, message_id=original)
 
     def send(self, task_id: str) -> None:
         """A copy of the task's message, once the agent has received the original."""
         assert task_id in self.originals
-        sent = self._stack.client("sqs").send_message(
+        self._stack.client("sqs").send_message(
             QueueUrl=self._stack.prov.queue_urls["sdruntime"], MessageBody=_body(task_id)
         )
-        self._copies[sent["MessageId"]] = task_id
 
 
 def _row(stack: Stack, task_id: str) -> dict[str, Any]:
@@ -130,12 +130,12 @@ async def test_a_copy_while_the_original_is_held(stack: Stack, copies: SameIdCop
 async def test_a_copy_between_the_publish_and_the_mark(
     stack: Stack, copies: SameIdCopies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first task published; its delete waits for its batch while the other generates.
-    A copy of its message arrives then: no mark yet, so it is handed back for the window
-    (2 x 2 s + 5 s) and then finds the mark."""
+    """The first task published; a copy of its message arrives before its delete batch
+    marks the row (the mark is held until the copy was answered, so the order is certain):
+    no mark yet, so the copy is handed back for the window (2 x 2 s + 5 s), then finds it."""
     import sdq_queue_agent.adapters.aws as aws
 
-    publish = aws.SnsPublisher.publish
+    publish, mark = aws.SnsPublisher.publish, aws.DynamoStatusStore.mark_announced
     first: list[str] = []
 
     async def publishing(publisher: Any, notification: Any) -> None:
@@ -144,7 +144,14 @@ async def test_a_copy_between_the_publish_and_the_mark(
             first.append(notification.id)
             await asyncio.to_thread(copies.send, notification.id)
 
+    async def marking(store: Any, marks: Any) -> set[str]:
+        if first and first[0] in {task_id for task_id, _ in marks}:
+            with contextlib.suppress(TimeoutError):  # no copy answered: the asserts tell
+                await asyncio.wait_for(copies.first_hand_back.wait(), 20)
+        return await mark(store, marks)
+
     monkeypatch.setattr(aws.SnsPublisher, "publish", publishing)
+    monkeypatch.setattr(aws.DynamoStatusStore, "mark_announced", marking)
     stack.submit(task("a", content={"prompt": "x", "width": 64, "height": 64}))
     stack.submit(task("b", content={"prompt": "x", "width": 64, "height": 64}))
     async with running_emulator(generation_latency_s=1.5) as emu:
