@@ -432,6 +432,9 @@ CLIENTS = {"_ddb": "dynamodb", "_sns": "sns", "_s3": "s3", "_sqs": "sqs"}
 ALIASES = {
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    # A transaction's Update items are authorized by dynamodb:UpdateItem (DynamoDB developer
+    # guide, "Using IAM with DynamoDB transactions"): the agent's batched `announced` marks.
+    "dynamodb:TransactWriteItems": "dynamodb:UpdateItem",
     # There is no s3:HeadObject action: HEAD is authorized by s3:GetObject (the agent's warm-up).
     "s3:HeadObject": "s3:GetObject",
     # Signing makes no call; the link it makes is a GetObject with the signer's permissions.

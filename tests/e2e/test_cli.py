@@ -16,6 +16,7 @@ from PIL import Image
 from sdq_cli import local
 from sdq_cli.errors import Exit
 from sdq_cli.main import main
+from sdq_queue_agent.settings import AgentSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # starts and stops the local stack
 
@@ -177,34 +178,37 @@ def test_trace_prints_the_tree_of_the_task(sdq):
 def test_cancel_a_queued_a_prefetched_and_a_generating_task(sdq, stack):
     _, info = stack
     _set_latency(info, "sdruntime", 10.0)
+    # The agent holds one generating task and prefetches SDQ_PREFETCH more; the next one stays
+    # in the queue.
+    held = AgentSettings.model_fields["prefetch"].default + 1
+    ids = [f"cli-slow-{n}" for n in range(1, held + 2)]
     try:
-        for n in (1, 2, 3):
-            assert sdq("submit", "--prompt", "slow", "--id", f"cli-slow-{n}")[0] == Exit.OK
+        for task_id in ids:
+            assert sdq("submit", "--prompt", "slow", "--id", task_id)[0] == Exit.OK
         for _ in range(100):  # until the first one generates (bounded: 10 s)
-            if json.loads(sdq("status", "cli-slow-1", "--json")[1])["status"] == "running":
+            if json.loads(sdq("status", ids[0], "--json")[1])["status"] == "running":
                 break
             time.sleep(0.1)
-        # Still in the queue (the agent prefetches one task): cancelled at once.
-        code, stdout, _ = sdq("cancel", "cli-slow-3", "--json")
+        # Still in the queue: cancelled at once.
+        code, stdout, _ = sdq("cancel", ids[-1], "--json")
         assert (code, json.loads(stdout)["status"]) == (Exit.OK, "cancelled")
         # Held by the agent (generating, or prefetched): asked to stop, the agent ends it.
-        for task_id in ("cli-slow-1", "cli-slow-2"):
+        for task_id in ids[:-1]:
             code, stdout, _ = sdq("cancel", task_id, "--json")
             record = json.loads(stdout)
             assert code == Exit.OK
             assert record["status"] == "cancelled" or record["cancel_requested"] is True
-        for task_id in ("cli-slow-1", "cli-slow-2", "cli-slow-3"):
+        for task_id in ids:
             for _ in range(150):  # bounded: 15 s, well under the 10 s generation x 2
                 state = json.loads(sdq("status", task_id, "--json")[1])["status"]
                 if state != "running":
                     break
                 time.sleep(0.1)
             assert state == "cancelled", task_id
-        code, _, _ = sdq("cancel", "cli-slow-1")
+        code, _, _ = sdq("cancel", ids[0])
         assert code == Exit.OK  # cancelling again is harmless
         # every task ends with exactly one notification, cancelled-while-queued included
-        ids = {"cli-slow-1", "cli-slow-2", "cli-slow-3"}
-        notes = _notifications(info, ids)
+        notes = _notifications(info, set(ids))
         assert sorted((n["id"], n["status"]) for n in notes) == [
             (task_id, "cancelled") for task_id in sorted(ids)
         ]

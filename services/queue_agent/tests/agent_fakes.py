@@ -27,10 +27,12 @@ from sdq_queue_agent.domain.inputs import substitute
 from sdq_queue_agent.domain.model import (
     Claim,
     ClaimOutcome,
+    DeleteRefusal,
     FetchedInput,
     NewRow,
     OutputFile,
     ReceivedMessage,
+    Renewal,
     RuntimeRequest,
     RuntimeResult,
     refused_claim,
@@ -97,6 +99,7 @@ class _Msg:
     visible_at: float = 0.0
     receive_count: int = 0
     handle: str = ""
+    copy: int = 0  # >0: a second stored copy of message ``id`` (SQS at-least-once delivery)
 
 
 class FakeQueue:
@@ -108,13 +111,26 @@ class FakeQueue:
         self.deleted: list[str] = []
         self.visibility_calls: list[tuple[str, int]] = []
         self.extends = 0
+        self.receives: list[int] = []  # messages returned by each receive that got some
+        self.delete_calls: list[int] = []  # entries per DeleteMessage(Batch) call
+        # Per message id: refusals the next batch deletes answer for it, one per attempt.
+        self.delete_refusals: dict[str, list[DeleteRefusal]] = {}
         self.max_receive_count = max_receive_count
         self._ids = itertools.count(1)
+        self._copies = itertools.count(1)
+        self.bodies: dict[str, str] = {}  # every message ever sent, by MessageId
 
     def send(self, body: str | dict[str, Any]) -> str:
         mid = f"m{next(self._ids)}"
-        self.messages[mid] = _Msg(mid, body if isinstance(body, str) else json.dumps(body))
+        self.bodies[mid] = body if isinstance(body, str) else json.dumps(body)
+        self.messages[mid] = _Msg(mid, self.bodies[mid])
         return mid
+
+    def duplicate(self, mid: str) -> None:
+        """SQS delivers a second copy of message ``mid``: the same MessageId and body, its own
+        receipt handles, deleted on its own (the original's delete does not remove it)."""
+        n = next(self._copies)
+        self.messages[f"{mid}~{n}"] = _Msg(mid, self.bodies[mid], copy=n)
 
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility: int
@@ -130,11 +146,11 @@ class FakeQueue:
                 if msg.visible_at > now:
                     continue
                 if msg.receive_count >= self.max_receive_count:
-                    del self.messages[msg.id]
+                    self.messages = {k: m for k, m in self.messages.items() if m is not msg}
                     self.dlq.append(msg.body)
                     continue
                 msg.receive_count += 1
-                msg.handle = f"{msg.id}#{msg.receive_count}"
+                msg.handle = f"{msg.id}~{msg.copy}#{msg.receive_count}"
                 msg.visible_at = now + visibility
                 out.append(
                     ReceivedMessage(
@@ -146,6 +162,8 @@ class FakeQueue:
                     )
                 )
             if out or now >= deadline:
+                if out:
+                    self.receives.append(len(out))
                 return out
             await asyncio.sleep(0.01)
 
@@ -156,9 +174,28 @@ class FakeQueue:
         raise AwsError("ReceiptHandleIsInvalid")
 
     async def delete(self, message: ReceivedMessage) -> None:
+        self.delete_calls.append(1)
+        self._delete(message)
+
+    def _delete(self, message: ReceivedMessage) -> None:
         msg = self._current(message.receipt_handle)
-        del self.messages[msg.id]
+        self.messages = {k: m for k, m in self.messages.items() if m is not msg}
         self.deleted.append(msg.id)
+
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
+        assert 0 < len(messages) <= 10, "DeleteMessageBatch takes 1 to 10 entries"
+        self.delete_calls.append(len(messages))
+        refused: dict[str, DeleteRefusal] = {}
+        for message in messages:
+            planned = self.delete_refusals.get(message.message_id)
+            if planned:
+                refused[message.receipt_handle] = planned.pop(0)
+                continue
+            try:
+                self._delete(message)
+            except AwsError:
+                refused[message.receipt_handle] = DeleteRefusal("ReceiptHandleIsInvalid", False)
+        return refused
 
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         self._current(message.receipt_handle).visible_at = _loop_time() + seconds
@@ -199,12 +236,15 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[ResultNotification] = []
         self.fail_next = 0
+        self.after_publish: Callable[[ResultNotification], None] | None = None
 
     async def publish(self, notification: ResultNotification) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise AwsError("Publish failed: InternalError")
         self.published.append(notification)
+        if self.after_publish is not None:
+            self.after_publish(notification)
 
 
 class FakeStatus:
@@ -213,8 +253,11 @@ class FakeStatus:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
-        self.stages: dict[str, list[str]] = {}
+        self.stages: dict[str, list[str]] = {}  # stages written by the heartbeat's renews
         self.claims: list[tuple[str, str]] = []  # (task id, outcome)
+        self.calls: collections.Counter[str] = collections.Counter()  # by method
+        self.mark_batches: list[list[tuple[str, str]]] = []  # (task id, MessageId) per write
+        self.fail_marks: Exception | None = None  # raised by mark_announced when set
 
     def seed(self, task_id: str, **fields: Any) -> None:
         self.rows[task_id] = {
@@ -238,6 +281,7 @@ class FakeStatus:
     async def claim(
         self, task_id: str, new_row: NewRow, now: datetime, holder: str, lease_until: int
     ) -> Claim:
+        self.calls["claim"] += 1
         item = self.rows.get(task_id)
         stamp = now.isoformat()
         new = status.claim(
@@ -255,17 +299,31 @@ class FakeStatus:
         self.claims.append((task_id, claim.outcome.value))
         return claim
 
-    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
-        new = status.renew(self.rows.get(task_id), holder=holder, lease_until=lease_until)
-        return self._apply(task_id, new)
+    async def renew(
+        self, task_id: str, holder: str, lease_until: int, stage: str, now: datetime
+    ) -> Renewal:
+        self.calls["renew"] += 1
+        new = status.renew(
+            self.rows.get(task_id),
+            holder=holder,
+            lease_until=lease_until,
+            stage=stage,
+            stamp=now.isoformat(),
+        )
+        if not self._apply(task_id, new) or new is None:
+            return Renewal(held=False)
+        self.stages.setdefault(task_id, []).append(stage)
+        return Renewal(held=True, cancel_requested=new.get("cancel_requested") is True)
 
     async def release(self, task_id: str, holder: str, now: datetime) -> None:
+        self.calls["release"] += 1
         new = status.release(self.rows.get(task_id), holder=holder, stamp=now.isoformat())
         self._apply(task_id, new)
 
     async def wait_to_retry(
         self, task_id: str, holder: str, error: TaskError, retry_at: datetime, now: datetime
     ) -> None:
+        self.calls["wait_to_retry"] += 1
         new = status.wait_to_retry(
             self.rows.get(task_id),
             holder=holder,
@@ -276,6 +334,7 @@ class FakeStatus:
         self._apply(task_id, new)
 
     async def cancel_requested(self, task_id: str) -> bool:
+        self.calls["cancel_requested"] += 1
         return bool(self.rows.get(task_id, {}).get("cancel_requested"))
 
     async def complete(
@@ -284,39 +343,64 @@ class FakeStatus:
         holder: str,
         outputs: list[str],
         now: datetime,
+        *,
+        settled_by: str,
         files: Sequence[OutputObject] = (),
     ) -> bool:
+        self.calls["complete"] += 1
         new = status.complete(
             self.rows.get(task_id),
             holder=holder,
             outputs=outputs,
             stamp=now.isoformat(),
+            settled_by=settled_by,
             files=[f.model_dump(mode="json", exclude_none=True) for f in files],
         )
         return self._apply(task_id, new)
 
     async def fail(
-        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
-    ) -> None:
+        self,
+        task_id: str,
+        error: TaskError,
+        now: datetime,
+        new_row: NewRow | None,
+        settled_by: str,
+    ) -> bool:
+        self.calls["fail"] += 1
         stamp = now.isoformat()
         new = status.fail(
             self.rows.get(task_id),
             error=error.model_dump(mode="json"),
             stamp=stamp,
             defaults=new_row.item(task_id, stamp) if new_row else None,
+            settled_by=settled_by,
         )
-        self._apply(task_id, new)
+        return self._apply(task_id, new)
 
-    async def cancelled(self, task_id: str, now: datetime) -> None:
-        self._apply(task_id, status.cancelled(self.rows.get(task_id), stamp=now.isoformat()))
+    async def cancelled(self, task_id: str, now: datetime, settled_by: str) -> bool:
+        self.calls["cancelled"] += 1
+        new = status.cancelled(self.rows.get(task_id), stamp=now.isoformat(), settled_by=settled_by)
+        return self._apply(task_id, new)
 
-    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
-        new = status.stage(self.rows.get(task_id), name=stage, stamp=now.isoformat())
-        if self._apply(task_id, new):
-            self.stages.setdefault(task_id, []).append(stage)
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
+        self.calls["adopt"] += 1
+        stamp = None if now is None else now.isoformat()
+        return self._apply(
+            task_id, status.adopt(self.rows.get(task_id), settled_by=settled_by, stamp=stamp)
+        )
 
-    async def announced(self, task_id: str) -> None:
-        self._apply(task_id, status.announced(self.rows.get(task_id)))
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """One transaction: every mark whose condition holds is written (as the adapter's
+        retry without the failed items ends)."""
+        self.calls["mark_announced"] += 1
+        self.mark_batches.append(list(marks))
+        if self.fail_marks is not None:
+            raise self.fail_marks
+        return {
+            task_id
+            for task_id, mid in marks
+            if self._apply(task_id, status.mark_announced(self.rows.get(task_id), settled_by=mid))
+        }
 
     def record(self, task_id: str) -> StatusRecord:
         return StatusRecord.from_item(self.rows[task_id])

@@ -62,3 +62,52 @@ async def test_concurrent_duplicate_deliveries_generate_and_notify_once(stack: S
     assert "holder" not in raw and "lease_until" not in raw
     assert stack.dlq_bodies("sdruntime") == []
     assert len(stack.objects("itest/dup/")) == 2  # one image and the .out object, written once
+
+
+async def test_the_message_that_settled_a_task_announces_again_its_copies_do_not(
+    stack: Stack,
+) -> None:
+    """An agent wrote `completed` under a message and died before publishing and deleting it.
+    That message comes back (same MessageId) beside three SNS-duplicate copies, handled by two
+    agents at once: one notification (from the settling message), no generation, nothing left
+    on the queue."""
+    message = task("settled", content={"prompt": "x", "width": 64, "height": 64})
+    stack.submit(message)
+    sqs, ddb = stack.client("sqs"), stack.client("dynamodb")
+    queue_url = stack.prov.queue_urls["sdruntime"]
+    [received] = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5)["Messages"]
+    outputs = ["s3://itest-outputs/itest/settled/settled-1.png"]
+    ddb.update_item(  # what the dead agent's final write left
+        TableName=stack.prov.status_table,
+        Key={"id": {"S": "settled"}},
+        UpdateExpression="SET #s = :c, outputs = :o, settled_by = :m, attempts = :one",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":c": {"S": "completed"},
+            ":o": {"L": [{"S": o} for o in outputs]},
+            ":m": {"S": received["MessageId"]},
+            ":one": {"N": "1"},
+        },
+    )
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=received["ReceiptHandle"], VisibilityTimeout=0
+    )
+    for _ in range(3):
+        stack.send_raw("sdruntime", message.model_dump_json(exclude_none=True))
+    async with running_emulator() as emu:
+        runs = [stack.run_burst("sdruntime", emu.url, timeout=60) for _ in range(2)]
+        assert list(await asyncio.gather(*runs)) == [0, 0]
+        assert emu.app[STATE].stats.sdwebui.generations_started == 0
+    notes = stack.notifications(1)
+    assert [(n["id"], n["status"], n["image_url"]) for n in notes] == [
+        ("settled", "completed", outputs)
+    ]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
+    assert stack.dlq_bodies("sdruntime") == []

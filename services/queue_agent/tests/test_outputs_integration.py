@@ -82,6 +82,7 @@ async def test_every_kind_lands_in_s3_the_row_and_the_notification(stack: Stack)
         assert head["ContentType"] == file["content_type"]
         assert head["ContentLength"] == file["bytes"] == len(objects[key])
         # The notification's link fetches the very object without credentials.
+        assert file["download_expires_at"]
         with urllib.request.urlopen(file["download_url"], timeout=10) as answer:
             assert answer.read() == objects[key]
     assert objects[keys[2]] == MP4 and objects[keys[3]] == WEBM and objects[keys[4]] == FLAC

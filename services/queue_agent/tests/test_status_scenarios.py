@@ -14,6 +14,7 @@ import pytest
 from agent_fakes import FakeStatus
 from boto3.dynamodb.types import TypeDeserializer
 
+from sdq_contracts import status
 from sdq_contracts.messages import TaskError, TaskState
 from sdq_queue_agent.adapters.aws import DynamoStatusStore
 from sdq_queue_agent.domain.model import ClaimOutcome, NewRow
@@ -125,31 +126,82 @@ async def test_a_live_lease_refuses_a_second_holder_until_it_expires(subject: Su
     later = T0 + timedelta(seconds=10)
     second = await subject.store.claim("t1", ROW, later, "b/2", lease(later))
     assert second.outcome is ClaimOutcome.HELD_ELSEWHERE and second.lease_until == lease(T0)
-    assert await subject.store.renew("t1", "b/2", lease(later)) is False
-    assert await subject.store.complete("t1", "b/2", ["s3://x"], later) is False
+    assert (await subject.store.renew("t1", "b/2", lease(later), "generating", later)).held is False
+    assert await subject.store.complete("t1", "b/2", ["s3://x"], later, settled_by="m2") is False
     expired = T0 + timedelta(seconds=31)
     third = await subject.store.claim("t1", ROW, expired, "b/2", lease(expired))
     assert third.outcome is ClaimOutcome.CLAIMED
     row = await subject.row("t1")
     assert row is not None and row["holder"] == "b/2" and row["attempts"] == 2
     # the first holder lost the task: it may neither renew nor complete it
-    assert await subject.store.renew("t1", "a/1", lease(expired)) is False
-    assert await subject.store.complete("t1", "a/1", ["s3://x"], expired) is False
+    renewal = await subject.store.renew("t1", "a/1", lease(expired), "generating", expired)
+    assert renewal.held is False
+    assert await subject.store.complete("t1", "a/1", ["s3://x"], expired, settled_by="m1") is False
 
 
 async def test_complete_then_every_later_claim_is_already_done(subject: Subject) -> None:
     await subject.put(queued())
     await subject.store.claim("t1", ROW, T0, "a/1", lease(T0))
-    assert await subject.store.complete("t1", "a/1", ["s3://o/1.png"], T0) is True
+    assert await subject.store.complete("t1", "a/1", ["s3://o/1.png"], T0, settled_by="m1") is True
     row = await subject.row("t1")
-    assert row is not None and row["status"] == "completed" and row["announced"] is False
-    assert "holder" not in row and "lease_until" not in row
+    assert row is not None and row["status"] == "completed" and row["settled_by"] == "m1"
+    assert not {"holder", "lease_until", "stage", "announced"} & set(row)
     again = await subject.store.claim("t1", ROW, T0, "b/2", lease(T0))
-    assert again.outcome is ClaimOutcome.ALREADY_DONE and again.unannounced is True
-    await subject.store.announced("t1")
-    again = await subject.store.claim("t1", ROW, T0, "b/2", lease(T0))
-    assert again.outcome is ClaimOutcome.ALREADY_DONE and again.unannounced is False
+    assert again.outcome is ClaimOutcome.ALREADY_DONE
     assert again.record is not None and again.record.outputs == ["s3://o/1.png"]
+    # the message that settled it owes the notification again; any other copy does not
+    assert status.announcement(dict(again.row or {}), "m1") == "announce"
+    assert status.announcement(dict(again.row or {}), "m2") == "none"
+
+
+async def test_renew_records_the_stage_and_answers_a_cancel_request(subject: Subject) -> None:
+    await subject.put(queued())
+    await subject.store.claim("t1", ROW, T0, "a/1", lease(T0))
+    row = await subject.row("t1")
+    assert row is not None and row["stage"] == "preparing"  # the claim's own stage
+    later = T0 + timedelta(seconds=10)
+    renewal = await subject.store.renew("t1", "a/1", lease(later), "generating", later)
+    assert (renewal.held, renewal.cancel_requested) == (True, False)
+    row = await subject.row("t1")
+    assert row is not None and row["stage"] == "generating"
+    assert row["lease_until"] == lease(later) and row["updated_at"] == later.isoformat()
+    await subject.put(row | {"cancel_requested": True})  # the API asks to cancel
+    renewal = await subject.store.renew("t1", "a/1", lease(later), "generating", later)
+    assert (renewal.held, renewal.cancel_requested) == (True, True)
+
+
+async def test_final_writes_of_another_message_are_refused(subject: Subject) -> None:
+    """Two copies of one task (SNS/SQS duplicates): the second copy's final write is refused,
+    so it publishes nothing; the settling message may write again (its own retry)."""
+    await subject.put(queued(status="running", cancel_requested=True))
+    assert await subject.store.cancelled("t1", T0, "m1") is True
+    assert await subject.store.cancelled("t1", T0, "m2") is False
+    assert await subject.store.cancelled("t1", T0, "m1") is True  # the same message again
+    row = await subject.row("t1")
+    assert row is not None and row["settled_by"] == "m1"
+    await subject.store.fail("t2", ERROR, T0, ROW, "m1")
+    assert await subject.store.fail("t2", ERROR, T0, ROW, "m2") is False
+    assert await subject.store.fail("t2", ERROR, T0, ROW, "m1") is True
+    row = await subject.row("t2")
+    assert row is not None and row["settled_by"] == "m1"
+
+
+async def test_an_ownerless_ended_row_is_adopted_by_one_copy(subject: Subject) -> None:
+    """The API's cancel of a queued task leaves no owner: the first copy to adopt the
+    announcement wins, the others find it owned."""
+    await subject.put(queued(status="cancelled", announced=False))
+    row = await subject.row("t1")
+    assert status.announcement(row, "m1") == "adopt"
+    assert await subject.store.adopt("t1", "m1") is True
+    assert await subject.store.adopt("t1", "m2") is False
+    row = await subject.row("t1")
+    assert row is not None and row["settled_by"] == "m1" and "announced" not in row
+    assert status.announcement(row, "m1") == "announce"
+    assert status.announcement(row, "m2") == "none"
+    # a row announced by an older agent (announced: true, no owner) owes nothing
+    await subject.put(queued("t2", status="completed", announced=True))
+    assert await subject.store.adopt("t2", "m1") is False
+    assert status.announcement(await subject.row("t2"), "m1") == "none"
 
 
 async def test_waiting_to_retry_shows_the_error_and_frees_the_row(subject: Subject) -> None:
@@ -167,7 +219,7 @@ async def test_waiting_to_retry_shows_the_error_and_frees_the_row(subject: Subje
     assert claim.outcome is ClaimOutcome.CLAIMED
     row = await subject.row("t1")
     assert row is not None and row["attempts"] == 2
-    assert not {"error", "stage", "retry_at"} & set(row)
+    assert not {"error", "retry_at"} & set(row) and row["stage"] == "preparing"
 
 
 async def test_release_lets_the_next_receive_claim_at_once(subject: Subject) -> None:
@@ -185,28 +237,29 @@ async def test_cancel_requested_and_cancelled_rows(subject: Subject) -> None:
     await subject.put(queued(status="running", cancel_requested=True))
     claim = await subject.store.claim("t1", ROW, T0, "a/1", lease(T0))
     assert claim.outcome is ClaimOutcome.CANCEL_REQUESTED
-    await subject.store.cancelled("t1", T0)
-    assert await subject.store.complete("t1", "a/1", [], T0) is False
+    assert await subject.store.cancelled("t1", T0, "m1") is True
+    assert await subject.store.complete("t1", "a/1", [], T0, settled_by="m1") is False
     row = await subject.row("t1")
-    assert row is not None and row["status"] == "cancelled" and row["announced"] is False
-    # cancelled while queued by the API: the receiving agent announces it
+    assert row is not None and row["status"] == "cancelled" and row["settled_by"] == "m1"
+    # cancelled while queued by the API: the receiving agent adopts its announcement
     await subject.put(queued("t2", status="cancelled", announced=False))
     claim = await subject.store.claim("t2", ROW, T0, "a/1", lease(T0))
-    assert claim.outcome is ClaimOutcome.ALREADY_DONE and claim.unannounced is True
+    assert claim.outcome is ClaimOutcome.ALREADY_DONE
+    assert status.announcement(dict(claim.row or {}), "m9") == "adopt"
     assert claim.record is not None and claim.record.status is TaskState.CANCELLED
 
 
 async def test_fail_creates_whole_rows_only_with_a_task_and_never_ends_twice(
     subject: Subject,
 ) -> None:
-    await subject.store.fail("ghost", ERROR, T0, None)  # poison: no task, no row
+    assert await subject.store.fail("ghost", ERROR, T0, None, "m1") is False  # poison: no row
     assert await subject.row("ghost") is None
-    await subject.store.fail("t1", ERROR, T0, ROW)
+    assert await subject.store.fail("t1", ERROR, T0, ROW, "m1") is True
     row = await subject.row("t1")
     assert row is not None and row["status"] == "failed" and row["expires_at"] == 1_900_000_000
     assert row["output_location"] == ROW.output_location and "created_at" in row
     await subject.put(queued("t3", status="completed", outputs=["s3://o/1.png"]))
-    await subject.store.fail("t3", ERROR, T0, ROW)
+    assert await subject.store.fail("t3", ERROR, T0, ROW, "m1") is False
     row = await subject.row("t3")
     assert row is not None and row["status"] == "completed" and "error" not in row
 
@@ -223,12 +276,55 @@ async def test_permanent_failure_is_never_claimed_again_but_a_transient_one_is(
     assert (await subject.store.claim("t", ROW, T0, "a/1", lease(T0))).outcome.value == "claimed"
 
 
-async def test_stage_only_while_running(subject: Subject) -> None:
+async def test_renew_only_while_held(subject: Subject) -> None:
     await subject.put(queued())
-    await subject.store.stage("t1", "generating", T0)
+    assert (await subject.store.renew("t1", "a/1", lease(T0), "generating", T0)).held is False
     row = await subject.row("t1")
-    assert row is not None and "stage" not in row
+    assert row is not None and "stage" not in row and "lease_until" not in row
+
+
+async def test_marks_land_on_the_rows_their_messages_settled(subject: Subject) -> None:
+    """One write marks a batch's announced rows; an item whose row another message settled (or
+    that is not final) is left out and the others are still marked."""
+    for task_id, settled_by in (("t1", "m1"), ("t2", "other"), ("t3", "m3")):
+        await subject.put(queued(task_id, status="completed", settled_by=settled_by))
+    await subject.put(queued("t4"))  # still queued: nothing to mark
+    marked = await subject.store.mark_announced([("t1", "m1"), ("t2", "m2"), ("t3", "m3")])
+    assert marked == {"t1", "t3"}
+    assert await subject.store.mark_announced([("t4", "m4")]) == set()
+    rows = {t: await subject.row(t) for t in ("t1", "t2", "t3", "t4")}
+    assert [rows[t].get("announced") for t in ("t1", "t2", "t3", "t4")] == [  # type: ignore[union-attr]
+        True,
+        None,
+        True,
+        None,
+    ]
+    # Only the settling message's same-id copy finds the mark; others own nothing anyway.
+    assert status.announcement(rows["t1"], "m1", now=T0, window=9) == "none"
+    assert status.announcement(rows["t2"], "other", now=T0, window=9) == "announce"
+
+
+async def test_a_marked_row_is_settled_again_unmarked(subject: Subject) -> None:
+    """A mark belongs to one final write: the same message's later final write (a cancel
+    re-settled by its own message) clears it."""
+    await subject.put(queued())
     await subject.store.claim("t1", ROW, T0, "a/1", lease(T0))
-    await subject.store.stage("t1", "generating", T0)
+    assert await subject.store.fail("t1", ERROR, T0, ROW, "m1") is True
+    assert await subject.store.mark_announced([("t1", "m1")]) == {"t1"}
+    assert await subject.store.fail("t1", ERROR, T0, ROW, "m1") is True
     row = await subject.row("t1")
-    assert row is not None and row["stage"] == "generating"
+    assert row is not None and "announced" not in row
+
+
+async def test_adopting_stamps_the_start_of_the_same_message_window(subject: Subject) -> None:
+    await subject.put(
+        queued(status="cancelled", announced=False, updated_at="2026-01-01T00:00:00+00:00")
+    )
+    assert await subject.store.adopt("t1", "m1", T0) is True
+    row = await subject.row("t1")
+    assert row is not None and row["updated_at"] == T0.isoformat()
+    later = T0 + timedelta(seconds=3)
+    assert status.announcement(row, "m1", now=later, window=9) == "wait"
+    assert status.announcement(row, "m1", now=later + timedelta(seconds=6), window=9) == "announce"
+    assert await subject.store.mark_announced([("t1", "m1")]) == {"t1"}
+    assert status.announcement(await subject.row("t1"), "m1", now=later, window=9) == "none"

@@ -45,7 +45,13 @@ async def test_completes_a_task_with_objects_status_notification_and_delete() ->
     )
     assert h.status.rows["t1"]["status"] == TaskState.COMPLETED
     assert h.status.rows["t1"]["attempts"] == 1
-    assert h.status.stages["t1"] == ["generating", "uploading"]  # for progress displays
+    # A task shorter than a heartbeat period writes no stage and polls nothing: the claim and
+    # the final write are its status calls, and the delete goes out in a batch, after the one
+    # write that marks the batch's announced rows.
+    assert "t1" not in h.status.stages
+    assert h.status.calls == {"claim": 1, "complete": 1, "mark_announced": 1}
+    assert h.status.mark_batches == [[("t1", "m1")]]
+    assert h.status.rows["t1"]["settled_by"] == "m1" and h.status.rows["t1"]["announced"] is True
     assert h.queue.deleted == ["m1"] and not h.queue.messages
 
 
@@ -63,11 +69,14 @@ async def test_notification_lost_after_completion_is_announced_on_redelivery() -
     h = make_harness()
     h.publisher.fail_next = 1  # SNS down right after the status row says completed
     h.queue.send(task_body("t1"))
-    await h.burst()
+    await h.burst(timeout=60)
     assert h.runtime.runs == {"t1": 1}  # not generated again
     [note] = h.publisher.published
     assert note.status is TaskState.COMPLETED and len(note.image_url) == 1
-    assert h.status.rows["t1"]["announced"] is True
+    # Handed back for the window a copy of it would wait for a mark (2 x 5 s + 5 s), not the
+    # backoff (0 here): the same message comes back once, settled the task, so announces it.
+    assert h.queue.visibility_calls == [("m1", 15)]
+    assert h.status.rows["t1"]["settled_by"] == "m1" and h.status.rows["t1"]["announced"] is True
     assert h.queue.deleted == ["m1"]
 
 
@@ -391,3 +400,27 @@ async def test_runtime_clean_up_runs_once_the_outputs_are_in_s3() -> None:
     ]
     assert [n.status for n in h.publisher.published] == [TaskState.COMPLETED] * 2
     assert sorted(h.queue.deleted) == ["m1", "m2"]
+
+
+async def test_a_prefetched_task_cancelled_while_waiting_never_runs() -> None:
+    """Its lease renew (a third of the visibility) carries the cancel request: the task is
+    skipped when its turn comes, with one cancelled notification and no cancel polls."""
+    h = make_harness(visibility=30, cancel_poll_seconds=5, prefetch=1, task_timeout=60)
+
+    async def long(_: RuntimeRequest) -> None:
+        h.status.rows["b"]["cancel_requested"] = True  # the API's cancel of the prefetched one
+        # 15 s: between b's renews at 10 s and 20 s (at 20 s the skip and the renew would tie)
+        await asyncio.sleep(15)
+
+    h.runtime.behaviours["a"] = long
+    h.queue.send(task_body("a"))
+    h.queue.send(task_body("b"))
+    await h.burst(timeout=60)
+    assert h.runtime.runs == {"a": 1}
+    assert sorted((n.id, n.status) for n in h.publisher.published) == [
+        ("a", TaskState.COMPLETED),
+        ("b", TaskState.CANCELLED),
+    ]
+    assert h.status.stages["b"] == ["prefetched"]
+    # a: 15 s of generation, polled every 5 s (the renew at 10 s answers too)
+    assert h.status.calls["cancel_requested"] <= 3

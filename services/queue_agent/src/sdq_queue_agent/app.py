@@ -82,6 +82,7 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         drain_seconds=settings.drain_seconds,
         runtime_poll_seconds=settings.readiness_interval_seconds,
         cancel_poll_seconds=settings.cancel_poll_seconds,
+        delete_delay=settings.delete_batch_seconds,
     )
 
 

@@ -74,15 +74,21 @@ class AgentSettings(BaseSettings):
     retry_backoff_max_seconds: Annotated[float, Field(ge=0, le=43_200)] = 300
     # --- pipeline ---
     concurrency: Annotated[int, Field(ge=1, le=16)] = 1
-    prefetch: Annotated[int, Field(ge=0, le=10)] = 1
+    # Tasks received and prepared ahead of the runtime (a receive waits for half of them to be
+    # free, so one call brings several).
+    prefetch: Annotated[int, Field(ge=0, le=10)] = 4
     wait_time_seconds: Annotated[int, Field(ge=0, le=20)] = 20
     interrupt_grace_seconds: Annotated[float, Field(gt=0, le=600)] = 15
     # --- start-up / shutdown ---
     readiness_timeout_seconds: Annotated[float, Field(gt=0, le=7200)] = 900
     readiness_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2
     drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 60
-    # How often held tasks' status rows are read for cancel requests.
+    # How often held tasks' status rows are looked at for cancel requests (one call per task
+    # per period, folded into the lease renew when that is due).
     cancel_poll_seconds: Annotated[float, Field(gt=0, le=300)] = 5
+    # Longest a settled message waits to be deleted in a batch of up to ten (capped at a sixth
+    # of the visibility).
+    delete_batch_seconds: Annotated[float, Field(ge=0, le=10)] = 5
     drain_file: Path | None = None
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # --- inputs and callbacks ---

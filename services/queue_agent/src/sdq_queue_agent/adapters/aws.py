@@ -28,17 +28,21 @@ from sdq_contracts.messages import (
 )
 from sdq_contracts.status import (
     ANNOUNCED,
+    CLAIMED_STAGE,
     HOLDER,
     LEASE_UNTIL,
     REQUIRED,
     RETRY_AT,
+    SETTLED_BY,
     WAITING_TO_RETRY,
 )
 from sdq_queue_agent.domain.model import (
     Claim,
     ClaimOutcome,
+    DeleteRefusal,
     NewRow,
     ReceivedMessage,
+    Renewal,
     refused_claim,
 )
 from sdq_queue_agent.errors import AwsError, InputRefusedError, InputTooLargeError, StartupError
@@ -107,6 +111,23 @@ class SqsQueue:
     async def delete(self, message: ReceivedMessage) -> None:
         async with _aws("DeleteMessage"):
             await self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message.receipt_handle)
+
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
+        if not messages:
+            return {}
+        if len(messages) > 10:
+            raise ValueError("DeleteMessageBatch takes at most 10 entries")
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+        ]
+        async with _aws("DeleteMessageBatch"):
+            resp = await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+        return {
+            messages[int(f["Id"])].receipt_handle: DeleteRefusal(
+                str(f.get("Code", "Unknown")), retryable=not f.get("SenderFault", False)
+            )
+            for f in resp.get("Failed", [])
+        }
 
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         async with _aws("ChangeMessageVisibility"):
@@ -328,23 +349,37 @@ class DynamoStatusStore:
         self, task_id: str, expression: str, condition: str, values: dict[str, Any]
     ) -> bool:
         """UpdateItem; False when the condition did not hold."""
+        returned = await self._update_returning(task_id, expression, condition, values, "NONE")
+        return returned is not None
+
+    async def _update_returning(
+        self,
+        task_id: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        return_values: str = "ALL_NEW",
+    ) -> dict[str, Any] | None:
+        """UpdateItem returning the new item (no extra capacity is charged for it); None when
+        the condition did not hold."""
         names = {f"#{n}": n for n in _ATTRIBUTES if f"#{n}" in expression + condition}
         try:
-            await self._ddb.update_item(
+            resp = await self._ddb.update_item(
                 TableName=self._table,
                 Key=self._key(task_id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_values(values),
+                ReturnValues=return_values,
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                return False
+                return None
             raise AwsError(f"UpdateItem failed: {_code(exc)}") from exc
         except BotoCoreError as exc:
             raise AwsError(f"UpdateItem failed: {type(exc).__name__}") from exc
-        return True
+        return {k: _de.deserialize(v) for k, v in resp.get("Attributes", {}).items()}
 
     async def _get(self, task_id: str) -> dict[str, Any] | None:
         async with _aws("GetItem"):
@@ -363,7 +398,7 @@ class DynamoStatusStore:
             task_id,
             "SET #status = :running, #attempts = if_not_exists(#attempts, :zero) + :one, "
             f"#started_at = :now, #updated_at = :now, #holder = :holder, #lease_until = :lease, "
-            f"{fill} REMOVE #error, #stage, #retry_at",
+            f"#stage = :stage, {fill} REMOVE #error, #retry_at",
             "attribute_not_exists(#id) OR (NOT #status IN (:completed, :cancelled) "
             "AND (attribute_not_exists(#cancel_requested) OR #cancel_requested = :false) "
             "AND NOT (#status = :failed AND #error.#permanent = :true) "
@@ -376,6 +411,7 @@ class DynamoStatusStore:
                 ":now": stamp,
                 ":holder": holder,
                 ":lease": lease_until,
+                ":stage": CLAIMED_STAGE,
                 ":epoch": int(now.timestamp()),
                 ":completed": TaskState.COMPLETED.value,
                 ":cancelled": TaskState.CANCELLED.value,
@@ -390,13 +426,24 @@ class DynamoStatusStore:
         item = await self._get(task_id)
         return refused_claim(item, holder, int(now.timestamp()))
 
-    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
-        return await self._update(
+    async def renew(
+        self, task_id: str, holder: str, lease_until: int, stage: str, now: datetime
+    ) -> Renewal:
+        item = await self._update_returning(
             task_id,
-            "SET #lease_until = :lease",
+            "SET #lease_until = :lease, #stage = :stage, #updated_at = :now",
             "#status = :running AND #holder = :holder",
-            {":lease": lease_until, ":running": TaskState.RUNNING.value, ":holder": holder},
+            {
+                ":lease": lease_until,
+                ":stage": stage,
+                ":now": now.isoformat(),
+                ":running": TaskState.RUNNING.value,
+                ":holder": holder,
+            },
         )
+        if item is None:
+            return Renewal(held=False)
+        return Renewal(held=True, cancel_requested=item.get("cancel_requested") is True)
 
     async def release(self, task_id: str, holder: str, now: datetime) -> None:
         await self._update(
@@ -434,13 +481,14 @@ class DynamoStatusStore:
         holder: str,
         outputs: list[str],
         now: datetime,
+        *,
+        settled_by: str,
         files: Sequence[OutputObject] = (),
     ) -> bool:
         return await self._update(
             task_id,
             "SET #status = :completed, #outputs = :out, #files = :files, #finished_at = :now, "
-            "#updated_at = :now, #announced = :false "
-            "REMOVE #error, #stage, #holder, #lease_until, #retry_at",
+            f"#updated_at = :now, #settled_by = :mid {_SETTLE_REMOVES}, #error",
             "#status = :running AND #holder = :holder",
             {
                 ":completed": TaskState.COMPLETED.value,
@@ -455,29 +503,38 @@ class DynamoStatusStore:
                     for f in files
                 ],
                 ":now": now.isoformat(),
-                ":false": False,
+                ":mid": settled_by,
                 ":running": TaskState.RUNNING.value,
                 ":holder": holder,
             },
         )
 
     async def fail(
-        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
-    ) -> None:
+        self,
+        task_id: str,
+        error: TaskError,
+        now: datetime,
+        new_row: NewRow | None,
+        settled_by: str,
+    ) -> bool:
         stamp = now.isoformat()
         values: dict[str, Any] = {
             ":failed": TaskState.FAILED.value,
             ":err": error.model_dump(mode="json"),
             ":now": stamp,
+            ":mid": settled_by,
             ":completed": TaskState.COMPLETED.value,
             ":cancelled": TaskState.CANCELLED.value,
-            ":false": False,
         }
         expression = (
             "SET #status = :failed, #error = :err, #finished_at = :now, #updated_at = :now, "
-            "#announced = :false"
+            "#settled_by = :mid"
         )
-        ended = "NOT #status IN (:completed, :cancelled)"
+        # Not ended otherwise, and not failed by another message's handling.
+        ended = (
+            "NOT #status IN (:completed, :cancelled) AND NOT (#status = :failed "
+            "AND attribute_exists(#settled_by) AND #settled_by <> :mid)"
+        )
         if new_row is None:
             # No task to describe the row: only update a row that exists.
             condition = f"attribute_exists(#id) AND {ended}"
@@ -485,39 +542,100 @@ class DynamoStatusStore:
             condition = f"attribute_not_exists(#id) OR {ended}"
             expression += ", " + ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" for k in REQUIRED)
             values |= {f":{k}": v for k, v in new_row.item(task_id, stamp).items() if k in REQUIRED}
-        await self._update(
-            task_id,
-            expression + " REMOVE #stage, #holder, #lease_until, #retry_at",
-            condition,
-            values,
+        return await self._update(
+            task_id, f"{expression} {_SETTLE_REMOVES}", f"({condition})", values
         )
 
-    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
-        await self._update(
-            task_id,
-            "SET #stage = :stage, #updated_at = :now",
-            "#status = :running",
-            {":stage": stage, ":now": now.isoformat(), ":running": TaskState.RUNNING.value},
-        )
-
-    async def cancelled(self, task_id: str, now: datetime) -> None:
-        await self._update(
+    async def cancelled(self, task_id: str, now: datetime, settled_by: str) -> bool:
+        return await self._update(
             task_id,
             "SET #status = :cancelled, #finished_at = :now, #updated_at = :now, "
-            "#announced = :false REMOVE #stage, #holder, #lease_until, #retry_at",
-            "attribute_exists(#id) AND NOT #status = :completed",
+            f"#settled_by = :mid {_SETTLE_REMOVES}",
+            "attribute_exists(#id) AND NOT #status = :completed "
+            "AND (NOT #status = :cancelled OR #settled_by = :mid)",
             {
                 ":cancelled": TaskState.CANCELLED.value,
                 ":now": now.isoformat(),
+                ":mid": settled_by,
                 ":completed": TaskState.COMPLETED.value,
-                ":false": False,
             },
         )
 
-    async def announced(self, task_id: str) -> None:
-        await self._update(
-            task_id, "SET #announced = :true", "attribute_exists(#id)", {":true": True}
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
+        stamp = "" if now is None else ", #updated_at = :now"
+        values: dict[str, Any] = {
+            ":mid": settled_by,
+            ":completed": TaskState.COMPLETED.value,
+            ":cancelled": TaskState.CANCELLED.value,
+            ":failed": TaskState.FAILED.value,
+            ":false": False,
+        }
+        if now is not None:
+            values[":now"] = now.isoformat()
+        return await self._update(
+            task_id,
+            f"SET #settled_by = :mid{stamp} REMOVE #announced",
+            "#status IN (:completed, :cancelled, :failed) AND attribute_not_exists(#settled_by) "
+            "AND #announced = :false",
+            values,
         )
+
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """One TransactWriteItems for every mark. A transaction is all or nothing: when some
+        conditions fail (TransactionCanceledException names them in order) it is sent once more
+        without them."""
+        pending = list(marks)
+        for _ in range(2):
+            if not pending:
+                return set()
+            try:
+                await self._ddb.transact_write_items(
+                    TransactItems=[self._mark(task_id, mid) for task_id, mid in pending]
+                )
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise AwsError(f"TransactWriteItems failed: {_code(exc)}") from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                failed = {
+                    n for n, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"
+                }
+                if not failed:  # cancelled for another reason (a conflict, throttling)
+                    raise AwsError(f"TransactWriteItems failed: {_code(exc)}") from exc
+                pending = [m for n, m in enumerate(pending) if n not in failed]
+                continue
+            except BotoCoreError as exc:
+                raise AwsError(f"TransactWriteItems failed: {type(exc).__name__}") from exc
+            return {task_id for task_id, _ in pending}
+        return set()
+
+    def _mark(self, task_id: str, settled_by: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(task_id),
+                "UpdateExpression": "SET #announced = :true",
+                "ConditionExpression": "#settled_by = :mid AND "
+                "#status IN (:completed, :cancelled, :failed)",
+                "ExpressionAttributeNames": {
+                    "#announced": "announced",
+                    "#settled_by": "settled_by",
+                    "#status": "status",
+                },
+                "ExpressionAttributeValues": _values(
+                    {
+                        ":true": True,
+                        ":mid": settled_by,
+                        ":completed": TaskState.COMPLETED.value,
+                        ":cancelled": TaskState.CANCELLED.value,
+                        ":failed": TaskState.FAILED.value,
+                    }
+                ),
+            }
+        }
+
+
+# What every final write removes: the running task's bookkeeping and the ownerless marker.
+_SETTLE_REMOVES = "REMOVE #stage, #holder, #lease_until, #retry_at, #announced"
 
 
 # Every attribute name the expressions use (as ``#name``).
@@ -543,4 +661,5 @@ _ATTRIBUTES = (
     HOLDER,
     LEASE_UNTIL,
     RETRY_AT,
+    SETTLED_BY,
 )

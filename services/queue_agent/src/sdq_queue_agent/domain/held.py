@@ -38,6 +38,15 @@ class Phase(Enum):
     FINISHING = "finishing"  # upload, status, notify, or an outcome being recorded
 
 
+# The stage a held task shows on its status row (written by the heartbeat's lease renew).
+STAGE = {
+    Phase.PREPARING: "preparing",
+    Phase.READY: "prefetched",
+    Phase.GENERATING: "generating",
+    Phase.FINISHING: "uploading",
+}
+
+
 @dataclass
 class Held:
     """A message the agent is responsible for until it deletes or hands it back."""
@@ -166,6 +175,11 @@ class HeldRegistry:
         held.phase = phase
         await self.notify()
 
+    def generating(self, held: Held) -> None:
+        """The runtime starts on it: its cancel polls count from now."""
+        held.phase = Phase.GENERATING
+        held.next_cancel_check = self._clock.monotonic() + self._cfg.cancel_poll_seconds
+
     async def drop(self, held: Held) -> None:
         """The message is deleted or handed back: the agent is no longer responsible for it."""
         if self._held.pop(held.message.receipt_handle, None) is not None:
@@ -192,6 +206,12 @@ class HeldRegistry:
             await self.beat(queue, status)
 
     async def beat(self, queue: TaskQueue, status: StatusStore) -> None:
+        """One round. Per held task at most one status call: the lease renew when the
+        visibility is due (it records the stage and answers whether a cancel was asked), else,
+        for a generating task, a cancel poll when that is due. The lease clock starts at the
+        receive and the poll clock when the generation starts, so a task held for less than a
+        third of the visibility and generating for less than a poll period makes no call; a
+        prefetched task's cancel is seen by its renew or by the first poll of its generation."""
         now = self._clock.monotonic()
         due = [h for h in self._held.values() if now >= h.next_extend]
         for held in due:
@@ -201,15 +221,20 @@ class HeldRegistry:
                 await queue.extend([h.message for h in due], self._cfg.visibility)
             except TaskFailure as exc:
                 _log.warning("visibility_heartbeat_failed", error=str(exc), messages=len(due))
-        # Cancel requests: for tasks generating (interrupt) and tasks waiting to (skip).
+        renew = [h for h in due if h.leased and h.task is not None]
+        renewing = {id(h) for h in renew}
         check = [
             h
             for h in self._held.values()
-            if h.task is not None and h.signal is None and now >= h.next_cancel_check
+            if h.leased
+            and h.task is not None
+            and h.signal is None
+            and h.phase is Phase.GENERATING
+            and now >= h.next_cancel_check
+            and id(h) not in renewing
         ]
-        for held in check:
+        for held in (*renew, *check):
             held.next_cancel_check = now + self._cfg.cancel_poll_seconds
-        renew = [h for h in due if h.leased and h.task is not None]
         await asyncio.gather(
             *(self._check_cancel(h, h.task, status) for h in check if h.task),
             *(self._renew(h, h.task, status) for h in renew if h.task),
@@ -221,10 +246,16 @@ class HeldRegistry:
 
     async def _renew(self, held: Held, task: TaskMessage, status: StatusStore) -> None:
         try:
-            if await status.renew(task.id, held.holder, self.lease_until()):
-                return
+            renewal = await status.renew(
+                task.id, held.holder, self.lease_until(), STAGE[held.phase], self._clock.now()
+            )
         except TaskFailure as exc:
             held.log.warning("could_not_renew_the_task_s_lease", error=str(exc))
+            return
+        if renewal.held:
+            if renewal.cancel_requested and held.phase is not Phase.FINISHING:
+                held.log.info("cancellation_requested")
+                held.raise_signal("cancel")
             return
         if held.generating:  # another receive took the task over: stop and hand it back
             held.log.warning("lost_the_task_s_lease_interrupting_and_handing_it_back")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from sdq_contracts.messages import StatusRecord, TaskMessage
 from sdq_contracts.requests import TaskType
-from sdq_contracts.status import ANNOUNCED, HOLDER, LEASE_UNTIL
+from sdq_contracts.status import HOLDER, LEASE_UNTIL
 
 # A location inside a JSON body: keys and list indexes from the root.
 JsonPath = tuple[str | int, ...]
@@ -110,8 +110,8 @@ class ClaimOutcome(Enum):
 class Claim:
     outcome: ClaimOutcome
     record: StatusRecord | None = None
-    # The row reached its final state but its notification was not confirmed published.
-    unannounced: bool = False
+    # The row as the refusal found it (who owes its announcement: sdq_contracts.status).
+    row: Mapping[str, Any] | None = field(default=None, compare=False)
     # HELD_ELSEWHERE: epoch seconds until which the other holder's lease runs.
     lease_until: int = 0
 
@@ -156,5 +156,22 @@ def refused_claim(item: dict[str, Any] | None, holder: str, now: int) -> Claim:
             return Claim(ClaimOutcome.HELD_ELSEWHERE, record, lease_until=lease)
         if record.cancel_requested and not record.status.terminal:
             return Claim(ClaimOutcome.CANCEL_REQUESTED, record)
-    unannounced = item is not None and item.get(ANNOUNCED) is False
-    return Claim(ClaimOutcome.ALREADY_DONE, record, unannounced=unannounced)
+    return Claim(ClaimOutcome.ALREADY_DONE, record, row=item)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The heartbeat's renew of a held task's lease: whether the receive still holds the task,
+    and whether a cancel was asked meanwhile."""
+
+    held: bool
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteRefusal:
+    """One entry of a batch delete that SQS refused: its code, and whether asking again can
+    help (a server fault) or not (a stale receipt handle: the message is received elsewhere)."""
+
+    code: str
+    retryable: bool

@@ -1,11 +1,20 @@
 """The delivery policy: every way a held message ends (complete, fail, poison, cancel, release,
 back off, skip, announce). Each outcome records the status row, publishes at most the one final
-notification, settles the message with SQS and drops it from the registry."""
+notification, settles the message with SQS and drops it from the registry.
+
+Exactly one notification per task: a final status write records the MessageId of the message
+being handled (``settled_by``) and only a successful write publishes; the message is deleted
+(in a batch, which first marks the row ``announced``) only after the publish. A message that
+finds its task ended announces it again only if it is that same message and the row carries no
+mark (its settle was cut short; a copy of it arriving while the original may still be on its
+way to the mark waits), see ``sdq_contracts.status``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing
 from datetime import timedelta
@@ -13,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from sdq_contracts import status as row_rules
 from sdq_contracts.keys import image_key, output_location, parse_s3_uri, response_key
 from sdq_contracts.links import output_files, with_link
 from sdq_contracts.messages import (
@@ -26,6 +36,7 @@ from sdq_contracts.messages import (
 from sdq_contracts.requests import OutputOptions
 from sdq_queue_agent.domain import image_format
 from sdq_queue_agent.domain.clock import Clock
+from sdq_queue_agent.domain.deletes import BatchDeleter
 from sdq_queue_agent.domain.held import Held, HeldRegistry
 from sdq_queue_agent.domain.model import ClaimOutcome, NewRow, OutputFile, RuntimeResult
 from sdq_queue_agent.domain.output_media import HEAD_BYTES, Probe, describe, image_header, kind_of
@@ -92,9 +103,11 @@ class Outcomes:
         metrics: Metrics,
         clock: Clock,
         spawn: Spawn,
+        deletes: BatchDeleter,
         links: LinkSigner | None = None,
     ) -> None:
         self._cfg = config
+        self._deletes = deletes
         self._held = registry
         self._queue = queue
         self._store = store
@@ -118,7 +131,6 @@ class Outcomes:
 
     async def complete(self, job: Job, result: RuntimeResult) -> None:
         held, task = job.held, job.task
-        self._spawn(self.record_stage(held, task, "uploading"))
         try:
             started = self._clock.monotonic()
             try:
@@ -137,28 +149,71 @@ class Outcomes:
             started = self._clock.monotonic()
             with held.stage("status.update"):
                 announced = await self._status.complete(
-                    task.id, held.holder, urls, self._clock.now(), files
+                    task.id,
+                    held.holder,
+                    urls,
+                    self._clock.now(),
+                    settled_by=held.message.message_id,
+                    files=files,
                 )
-            with held.stage("notify"):
-                notification = None
-                if announced:
-                    job.timings["total"] = round(
-                        (self._clock.now() - task.submitted_at).total_seconds(), 3
-                    )
-                    notification = self._notification(
-                        task, held, TaskState.COMPLETED, files=files, timings=job.timings
-                    )
-                    notification = await self._publish(notification)
-                await self._queue.delete(held.message)
-            self._metrics.stage("notify", self._clock.monotonic() - started)
         except TaskFailure as failure:
             await self.fail(held, failure)
             return
+        held.leased = False
+        notification = None
+        if announced:
+            job.timings["total"] = round((self._clock.now() - task.submitted_at).total_seconds(), 3)
+            notification = self._notification(
+                task, held, TaskState.COMPLETED, files=files, timings=job.timings
+            )
+            with held.stage("notify"):
+                notification = await self._announce(held, notification)
+            if notification is None:
+                return
+        self._metrics.stage("notify", self._clock.monotonic() - started)
         held.log.info("task_completed", outputs=len(urls), timings=job.timings, announced=announced)
         self._metrics.outcome("completed" if announced else "cancelled")
-        await self._held.drop(held)
         if notification is not None and task.callback_url:
             self._spawn(self._webhook(task, task.callback_url, notification, held))
+        # Only after the publish (it waits for its batch, which marks the row announced).
+        await self._delete(held, announced=task.id if notification is not None else None)
+        await self._held.drop(held)
+
+    async def _announce(
+        self, held: Held, notification: ResultNotification
+    ) -> ResultNotification | None:
+        """Publish after this message's final write; the notification as published. When the
+        publish fails the message is handed back: it comes back after the backoff (at least
+        the window in which a copy of it waits for a mark, so it announces on its first return)
+        and, being the message that settled the task, announces it then (None: handed back and
+        dropped)."""
+        try:
+            return await self._publish(notification)
+        except TaskFailure as exc:
+            window = math.ceil(self._cfg.announce_window)
+            delay = min(max(self._cfg.backoff(held.message.receive_count), window), MAX_VISIBILITY)
+            held.log.warning(
+                "could_not_publish_the_final_notification_retrying_with_the_message",
+                cause=str(exc),
+                retry_in_s=delay,
+            )
+            with contextlib.suppress(TaskFailure):
+                await self._queue.set_visibility(held.message, delay)
+            self._metrics.outcome("retried")
+            await self._held.drop(held)
+            return None
+
+    async def _delete(self, held: Held, *, announced: str | None) -> None:
+        """Delete in a batch (``announced``: the task this message announced, marked with the
+        batch); a message that could not be deleted reappears, and its redelivery finds the row
+        settled (announcing again only if it settled it and the mark is missing)."""
+        try:
+            with held.within():
+                await self._deletes.delete(held.message, announced=announced)
+        except TaskFailure as exc:
+            held.log.warning(
+                "could_not_delete_the_settled_message_it_will_reappear", cause=str(exc)
+            )
 
     def _clean_up(self, held: Held, result: RuntimeResult) -> None:
         if result.after_upload is not None:
@@ -170,14 +225,6 @@ class Outcomes:
             await cleanup()
         except TaskFailure as exc:
             held.log.warning("runtime_clean_up_after_upload_failed", error=str(exc))
-
-    async def record_stage(self, held: Held, task: TaskMessage, stage: str) -> None:
-        """Best effort, beside the work itself (never in series with the GPU)."""
-        try:
-            with held.within():
-                await self._status.stage(task.id, stage, self._clock.now())
-        except TaskFailure as exc:
-            held.log.warning("could_not_record_the_task_s_stage", stage=stage, error=str(exc))
 
     async def _upload(self, task: TaskMessage, result: RuntimeResult) -> list[OutputObject]:
         """Every output under its deterministic key (at most :data:`UPLOADS_AT_ONCE` at a time,
@@ -293,11 +340,10 @@ class Outcomes:
         )
 
     async def _publish(self, notification: ResultNotification) -> ResultNotification:
-        """Publish with download links, then mark the status row announced (a redelivery
-        re-announces otherwise); the notification as published (the webhook sends the same)."""
+        """Publish with download links; the notification as published (the webhook sends the
+        same)."""
         notification = await self._with_links(notification)
         await self._publisher.publish(notification)
-        await self._status.announced(notification.id)
         return notification
 
     async def _with_links(self, notification: ResultNotification) -> ResultNotification:
@@ -327,22 +373,53 @@ class Outcomes:
 
     async def not_claimed(self, held: Held, outcome: NotClaimed) -> None:
         """The status row refused the claim: another receive holds the task (hand this copy
-        back until its lease runs out), or the task already ended (announce it if its
-        notification never went out, then delete the message)."""
+        back until its lease runs out), or the task already ended: announce it again if this
+        is the message whose handling ended it (its settle was cut short) or if nobody owns
+        its announcement yet and this copy adopts it; then delete the message."""
         claim, task = outcome.claim, outcome.task
         if claim.outcome is ClaimOutcome.HELD_ELSEWHERE:
             await self._duplicate(held, claim.lease_until)
             return
         state = claim.record.status.value if claim.record else "done"
-        held.log.info("task_already_finished_deleting_the_redelivered_message", status=state)
+        message_id = held.message.message_id
+        row, now = dict(claim.row or {}), self._clock.now()
+        owed = row_rules.announcement(row, message_id, now=now, window=self._cfg.announce_window)
+        if owed == "wait":
+            await self._same_message_copy(held, row)
+            return
+        held.log.info(
+            "task_already_finished_deleting_the_redelivered_message", status=state, owed=owed
+        )
         try:
             with held.within():
-                if claim.unannounced and claim.record is not None:
+                if owed == "adopt" and await self._status.adopt(task.id, message_id, now):
+                    owed = "announce"
+                mark = None
+                if owed == "announce" and claim.record is not None:
                     await self._announce_record(task, held, claim.record)
-                await self._queue.delete(held.message)
+                    mark = task.id
+                await self._deletes.delete(held.message, announced=mark)
         except TaskFailure as exc:
             held.log.warning("could_not_settle_a_finished_task_s_message", cause=str(exc))
         self._metrics.outcome("skipped")
+        await self._held.drop(held)
+
+    async def _same_message_copy(self, held: Held, row: dict[str, Any]) -> None:
+        """A copy of the message that settled the task, its row not yet marked announced and
+        settled moments ago: the original may still be publishing or waiting for its batch
+        (which marks the row). Back on the queue until that window has passed; then it finds
+        the mark and is deleted, or (the original died before marking) announces."""
+        window = self._cfg.announce_window
+        # A stamp ahead of this clock (another agent's skew) waits no longer than the window.
+        age = max(0.0, row_rules.settled_seconds_ago(row, self._clock.now()) or 0.0)
+        delay = max(1, min(math.ceil(window - age), MAX_VISIBILITY))
+        try:
+            with held.within():
+                await self._queue.set_visibility(held.message, delay)
+        except TaskFailure as exc:
+            held.log.warning("could_not_delay_a_duplicate_delivery", cause=str(exc))
+        held.log.info("copy_of_the_settling_message_handed_back", retry_in_s=delay)
+        self._metrics.outcome("duplicate")
         await self._held.drop(held)
 
     async def _duplicate(self, held: Held, lease_until: int) -> None:
@@ -361,7 +438,7 @@ class Outcomes:
         await self._held.drop(held)
 
     async def _announce_record(self, task: TaskMessage, held: Held, record: StatusRecord) -> None:
-        """A redelivered task whose final notification never went out: announce it now."""
+        """A finished task whose notification this message owes: announce it now."""
         held.log.warning("announcing_a_finished_task_whose_notification_was_not_confirmed")
         await self._publish(
             self._notification(
@@ -382,18 +459,26 @@ class Outcomes:
         message = held.message
         decision = decide(failure, message.receive_count, self._cfg)
         log = held.log.bind(error_code=failure.code, error=failure.message)
+        mark = None  # the task this message announced (its row is marked with the delete)
         try:
             with held.within():
                 error = TaskError(
                     code=failure.code, message=failure.message, permanent=decision.permanent
                 )
                 if decision.final and held.task is not None:
-                    await self._status.fail(
-                        held.task.id, error, self._clock.now(), self.new_row(held.task)
+                    settled = await self._status.fail(
+                        held.task.id,
+                        error,
+                        self._clock.now(),
+                        self.new_row(held.task),
+                        message.message_id,
                     )
-                    await self._publish(
-                        self._notification(held.task, held, TaskState.FAILED, error=error)
-                    )
+                    held.leased = False
+                    if settled:  # else the task ended otherwise: its notification is not ours
+                        await self._publish(
+                            self._notification(held.task, held, TaskState.FAILED, error=error)
+                        )
+                        mark = held.task.id
                 elif held.task is not None and held.leased:
                     retry_at = self._clock.now() + timedelta(seconds=decision.delay)
                     await self._status.wait_to_retry(
@@ -401,7 +486,7 @@ class Outcomes:
                     )
                     held.leased = False
                 if decision.verdict is Verdict.FAIL:
-                    await self._queue.delete(message)
+                    await self._deletes.delete(message, announced=mark)
                     log.error("task_failed_permanently_message_deleted")
                     self._metrics.outcome("failed")
                 elif decision.verdict is Verdict.FAIL_LAST:
@@ -429,7 +514,9 @@ class Outcomes:
             with held.within():
                 if last and poison.task_id is not None:
                     error = TaskError(code="invalid_message", message=poison.reason, permanent=True)
-                    await self._status.fail(poison.task_id, error, self._clock.now(), None)
+                    await self._status.fail(
+                        poison.task_id, error, self._clock.now(), None, message.message_id
+                    )
                     await self._publish(
                         ResultNotification(
                             id=poison.task_id,
@@ -459,10 +546,14 @@ class Outcomes:
             return
         try:
             with held.within():
-                await self._status.cancelled(task.id, self._clock.now())
-                await self._publish(self._notification(task, held, TaskState.CANCELLED))
-                await self._queue.delete(held.message)
-                held.log.info("task_cancelled")
+                settled = await self._status.cancelled(
+                    task.id, self._clock.now(), held.message.message_id
+                )
+                held.leased = False
+                if settled:  # else another copy's handling cancelled it and announces it
+                    await self._publish(self._notification(task, held, TaskState.CANCELLED))
+                await self._deletes.delete(held.message, announced=task.id if settled else None)
+                held.log.info("task_cancelled", announced=settled)
                 self._metrics.outcome("cancelled")
         except TaskFailure as exc:
             held.log.error(

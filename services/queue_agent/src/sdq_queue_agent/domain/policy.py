@@ -34,8 +34,12 @@ class WorkerConfig:
     drain_seconds: float = 60.0
     # After "runtime unavailable", receive nothing until the runtime answers again.
     runtime_poll_seconds: float = 2.0
-    # How often a held task's status row is read for a cancel request (one GetItem each).
+    # How often a held task's status row is looked at for a cancel request: one status call
+    # per held task per period (the lease renew when due, which also answers it, else a read);
+    # a task held for less than this makes none.
     cancel_poll_seconds: float = 5.0
+    # Longest a settled message waits to be deleted in a batch (capped at visibility / 6).
+    delete_delay: float = 5.0
     # A task interrupted at its deadline is retried only when the runtime's config asks for it.
     retry_on_deadline: bool = False
     # Days a status row the agent had to create lives before DynamoDB's TTL deletes it.
@@ -49,6 +53,25 @@ class WorkerConfig:
         """Visibility for a transient retry: exponential in the receive count, capped."""
         seconds = self.backoff_base * (2 ** max(receive_count - 1, 0))
         return int(min(seconds, self.backoff_max, MAX_VISIBILITY))
+
+    @property
+    def delete_max_delay(self) -> float:
+        """How long a settled message may wait for its batch delete: far below the heartbeat
+        period (visibility / 3), so a waiting message never needs its visibility extended."""
+        return max(0.0, min(self.delete_delay, self.visibility / 6))
+
+    @property
+    def announce_window(self) -> float:
+        """How long after a task settled its settling message may still be publishing or
+        waiting for its batch (with the ``announced`` mark): a second SQS copy of that message
+        arriving sooner and finding no mark is handed back until this has passed."""
+        return 2 * self.delete_max_delay + 5
+
+    @property
+    def receive_batch(self) -> int:
+        """Free slots that make a receive worth its call: half the prefetch depth (at least
+        one, never more than the prefetch depth)."""
+        return max(1, (self.prefetch + 1) // 2)
 
     @property
     def lease_seconds(self) -> float:

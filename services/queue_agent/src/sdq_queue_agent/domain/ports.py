@@ -9,13 +9,18 @@ from typing import Any, Protocol
 from sdq_contracts.messages import OutputObject, ResultNotification, TaskError, TaskMessage
 from sdq_queue_agent.domain.model import (
     Claim,
+    DeleteRefusal,
     FetchedInput,
     InputRef,
     NewRow,
     ReceivedMessage,
+    Renewal,
     RuntimeRequest,
     RuntimeResult,
 )
+
+# DynamoDB's limit of items per TransactWriteItems.
+MAX_MARKS = 100
 
 
 class TaskQueue(Protocol):
@@ -24,6 +29,11 @@ class TaskQueue(Protocol):
     ) -> list[ReceivedMessage]: ...
 
     async def delete(self, message: ReceivedMessage) -> None: ...
+
+    async def delete_batch(self, messages: Sequence[ReceivedMessage]) -> dict[str, DeleteRefusal]:
+        """Delete up to ten messages in one call; the refused ones by receipt handle (empty
+        when every one is deleted)."""
+        ...
 
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None: ...
 
@@ -73,8 +83,11 @@ class StatusStore(Protocol):
         cancel was asked, or another receive holds a live lease."""
         ...
 
-    async def renew(self, task_id: str, holder: str, lease_until: int) -> bool:
-        """Extend the holder's lease; False when the row is no longer held by ``holder``."""
+    async def renew(
+        self, task_id: str, holder: str, lease_until: int, stage: str, now: datetime
+    ) -> Renewal:
+        """The heartbeat's one status write: extend the holder's lease and record the task's
+        stage; says whether ``holder`` still holds the row and whether a cancel was asked."""
         ...
 
     async def release(self, task_id: str, holder: str, now: datetime) -> None:
@@ -87,12 +100,12 @@ class StatusStore(Protocol):
         """Give up the lease and show the task waiting out its backoff with the last error."""
         ...
 
-    async def cancel_requested(self, task_id: str) -> bool: ...
-
-    async def stage(self, task_id: str, stage: str, now: datetime) -> None:
-        """Record what a running task is doing (for progress displays); no-op once it is not
-        running any more."""
+    async def cancel_requested(self, task_id: str) -> bool:
+        """A cancel poll between two renews (a read)."""
         ...
+
+    # The final writes record ``settled_by``: the MessageId of the message whose handling
+    # wrote them. True when written: that message then owes the one notification.
 
     async def complete(
         self,
@@ -100,6 +113,8 @@ class StatusStore(Protocol):
         holder: str,
         outputs: list[str],
         now: datetime,
+        *,
+        settled_by: str,
         files: Sequence[OutputObject] = (),
     ) -> bool:
         """Mark completed with the output URIs and their metadata (``files``, same order, no
@@ -108,15 +123,32 @@ class StatusStore(Protocol):
         ...
 
     async def fail(
-        self, task_id: str, error: TaskError, now: datetime, new_row: NewRow | None
-    ) -> None:
-        """A final failure; without ``new_row`` only an existing row is updated."""
+        self,
+        task_id: str,
+        error: TaskError,
+        now: datetime,
+        new_row: NewRow | None,
+        settled_by: str,
+    ) -> bool:
+        """A final failure; without ``new_row`` only an existing row is updated. False when the
+        task ended otherwise or another message's handling failed it."""
         ...
 
-    async def cancelled(self, task_id: str, now: datetime) -> None: ...
+    async def cancelled(self, task_id: str, now: datetime, settled_by: str) -> bool:
+        """False when the task completed or another message's handling cancelled it."""
+        ...
 
-    async def announced(self, task_id: str) -> None:
-        """The final notification is published (complete/fail/cancelled leave it unannounced)."""
+    async def adopt(self, task_id: str, settled_by: str, now: datetime | None = None) -> bool:
+        """Take over the announcement of a row ended without an owner (the API's cancel of a
+        queued task); True for the one copy that wins. ``now`` is recorded as the row's
+        ``updated_at`` (the start of the window of ``sdq_contracts.status.announcement``)."""
+        ...
+
+    async def mark_announced(self, marks: Sequence[tuple[str, str]]) -> set[str]:
+        """Mark rows ``announced`` after their settling message published: ``marks`` are
+        ``(task id, MessageId)`` pairs, one write for all of them (at most
+        :data:`MAX_MARKS`, distinct task ids), each conditioned on the row being settled by
+        that message. Returns the task ids marked; the others were not (condition failed)."""
         ...
 
 

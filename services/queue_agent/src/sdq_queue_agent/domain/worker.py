@@ -10,7 +10,10 @@ Stages of one message (each in its own task of one TaskGroup):
 3. *outcome* (:mod:`.outcomes`): upload, status, publish, delete — or fail, retry, cancel,
    release — while the runtime already generates the next task.
 
-Held messages, the capacity accounting and the visibility heartbeat live in :mod:`.held`.
+Held messages, the capacity accounting and the visibility heartbeat live in :mod:`.held`;
+deletes go out in batches (:mod:`.deletes`). AWS calls are amortised where no decision rides
+on them: a receive waits until half the prefetch depth is free, and settled messages are
+deleted ten at a time or after a short bounded delay.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import structlog
 
 from sdq_queue_agent.domain.clock import SYSTEM_CLOCK, Clock
+from sdq_queue_agent.domain.deletes import BatchDeleter
 from sdq_queue_agent.domain.held import Held, HeldRegistry, Phase
 from sdq_queue_agent.domain.model import RuntimeResult
 from sdq_queue_agent.domain.outcomes import Outcomes
@@ -80,6 +84,13 @@ class Worker:
         self._metrics = metrics
         self._clock = clock
         self._held = HeldRegistry(config, clock, metrics)
+        self._deletes = BatchDeleter(
+            queue,
+            clock,
+            max_delay=config.delete_max_delay,
+            status=status,
+            idle=lambda: not self._held.count(Phase.PREPARING, Phase.READY, Phase.GENERATING),
+        )
         self._preparer = Preparer(
             config,
             store=store,
@@ -101,6 +112,7 @@ class Worker:
             links=links,
             clock=clock,
             spawn=lambda coro: self._spawn(coro, None),
+            deletes=self._deletes,
         )
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -122,6 +134,7 @@ class Worker:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             heartbeat = tg.create_task(self._held.heartbeat(self._queue, self._status))
+            deleter = tg.create_task(self._deletes.run())
             drainer = tg.create_task(self._drain_on_stop())
             generators = [
                 tg.create_task(self._generate_loop()) for _ in range(self._cfg.concurrency)
@@ -132,8 +145,10 @@ class Worker:
                 self._stop.set()
             await drainer
             await asyncio.gather(*generators)
+            self._deletes.stop_waiting()
             await self._held.wait_for(lambda: not len(self._held))
             heartbeat.cancel()
+            deleter.cancel()
         self._tg = None
         _log.info("worker_stopped", holding=len(self._held))
 
@@ -158,7 +173,7 @@ class Worker:
     async def _receive_loop(self, burst: bool) -> None:
         wait = self._cfg.burst_wait_time if burst else self._cfg.wait_time
         while not self._stop.is_set():
-            await self._held.wait_for(lambda: self._held.capacity() > 0 or self._stop.is_set())
+            await self._held.wait_for(lambda: self._should_receive() or self._stop.is_set())
             if self._stop.is_set():
                 return
             if self._runtime_down:
@@ -183,11 +198,18 @@ class Worker:
                 self._spawn(self._prepare(held), held)
             if messages:
                 continue
+            self._deletes.flush()  # the queue ran dry: nothing will fill a batch soon
             if burst and not len(self._held) and await self._queue.is_empty():
                 _log.info("burst_mode_queue_empty_and_nothing_in_flight")
                 return
             if wait == 0:
                 await self._clock.sleep(EMPTY_POLL_PAUSE)  # short polls: do not spin
+
+    def _should_receive(self) -> bool:
+        """A receive once enough slots are free to make the call worth it (half the prefetch
+        depth). The threshold never exceeds the prefetch depth, so the receive goes out while
+        the other half is still prepared ahead of the runtime: it never runs dry waiting."""
+        return self._held.capacity() >= self._cfg.receive_batch
 
     async def _await_runtime(self) -> None:
         """Receive nothing until the runtime answers again (or the agent stops)."""
@@ -232,27 +254,29 @@ class Worker:
                 await self._outcomes.release(held, "shutting down")
                 continue
             if held.signal == "cancel":  # cancelled while it waited for the runtime
-                await self._outcomes.cancelled(held)
+                # Settled beside the next generation: its delete waits for a batch.
+                held.phase = Phase.FINISHING
+                self._spawn(self._outcomes.cancelled(held), held)
                 continue
-            held.phase = Phase.GENERATING
+            self._held.generating(held)
             started = self._clock.monotonic()
             try:
                 with held.stage("generate"):
                     # The request goes out first; waking the receiver (CPU work for the next
                     # prefetch) comes after, so nothing sits between two generations.
                     run = asyncio.ensure_future(self._runtime.run(job.request))
-                    self._spawn(self._outcomes.record_stage(held, job.task, "generating"), None)
                     await self._held.notify()
                     result = await self._generate(job, run, started)
             except TaskFailure as failure:
                 if isinstance(failure, RuntimeUnavailableError):
                     self._runtime_down = True
                 held.phase = Phase.FINISHING
-                await self._outcomes.fail(held, failure)
+                # Beside the next generation (a permanent failure's delete waits for a batch).
+                self._spawn(self._outcomes.fail(held, failure), held)
                 continue
             except TaskCancelled:
                 held.phase = Phase.FINISHING
-                await self._outcomes.cancelled(held)
+                self._spawn(self._outcomes.cancelled(held), held)
                 continue
             except TaskReleased:
                 held.phase = Phase.FINISHING
@@ -324,6 +348,7 @@ class Worker:
 
     async def _drain_on_stop(self) -> None:
         await self._stop.wait()
+        self._deletes.stop_waiting()
         await self._held.notify()
         _log.info("stopping_receiving_no_more_handing_back_prefetched_messages")
         while not self._ready.empty():
