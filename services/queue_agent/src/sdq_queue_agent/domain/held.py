@@ -64,6 +64,8 @@ class Held:
     # heartbeat renews it).
     holder: str = ""
     leased: bool = False
+    # The stage the status row shows for it (the claim writes "preparing"; renews update it).
+    shown_stage: str = "preparing"
     signal: Signal | None = None
     signalled: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -235,9 +237,21 @@ class HeldRegistry:
         ]
         for held in (*renew, *check):
             held.next_cancel_check = now + self._cfg.cancel_poll_seconds
+        # A generation's first poll is a renew when the row does not show "generating" yet:
+        # the same one call, and a task generating longer than a poll period shows its stage
+        # (progress displays, cancel requests that wait for it) long before the lease is due.
+        stale = {id(h) for h in check if h.shown_stage != STAGE[h.phase]}
         await asyncio.gather(
-            *(self._check_cancel(h, h.task, status) for h in check if h.task),
-            *(self._renew(h, h.task, status) for h in renew if h.task),
+            *(
+                self._check_cancel(h, h.task, status)
+                for h in check
+                if h.task and id(h) not in stale
+            ),
+            *(
+                self._renew(h, h.task, status)
+                for h in (*renew, *(c for c in check if id(c) in stale))
+                if h.task
+            ),
         )
 
     def lease_until(self) -> int:
@@ -245,14 +259,16 @@ class HeldRegistry:
         return int(self._clock.now().timestamp() + self._cfg.lease_seconds)
 
     async def _renew(self, held: Held, task: TaskMessage, status: StatusStore) -> None:
+        stage = STAGE[held.phase]
         try:
             renewal = await status.renew(
-                task.id, held.holder, self.lease_until(), STAGE[held.phase], self._clock.now()
+                task.id, held.holder, self.lease_until(), stage, self._clock.now()
             )
         except TaskFailure as exc:
             held.log.warning("could_not_renew_the_task_s_lease", error=str(exc))
             return
         if renewal.held:
+            held.shown_stage = stage
             if renewal.cancel_requested and held.phase is not Phase.FINISHING:
                 held.log.info("cancellation_requested")
                 held.raise_signal("cancel")
