@@ -62,6 +62,10 @@ class Case:
     within_s: float = 240.0
     # Which issue-13 item the case covers, for the report.
     note: str = ""
+    # A second task submitted right behind the first, on the same runtime, and its outcome:
+    # the agent sends its request while the first generates (runtime look-ahead).
+    behind: Body | None = None
+    behind_expect: Expect | None = None
 
 
 # --- SD WebUI bodies -------------------------------------------------------------------------
@@ -423,6 +427,17 @@ CASES: tuple[Case, ...] = (
         Expect("cancelled"),
         action="cancel",
         emulator_knobs={"hang_next": 1},
+    ),
+    Case(
+        "sd-cancel-with-one-queued",
+        "sddynamic",
+        t2i("sddynamic", width=128, height=128, steps=150),
+        Expect("cancelled"),
+        action="cancel",
+        emulator_knobs={"hang_next": 1},
+        behind=t2i("sddynamic", width=64, height=64, steps=2),
+        behind_expect=Expect("completed", images=((64, 64),)),
+        note="SD WebUI's interrupt is global: the task queued behind still gets a whole image",
     ),
     Case(
         "sd-deadline",

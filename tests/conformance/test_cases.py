@@ -35,17 +35,27 @@ def _with_id(case: Case, body: dict[str, Any], task_id: str) -> None:
         body["task"]["metadata"]["id"] = task_id
 
 
-def _drive(target: Target, case: Case, task_id: str) -> dict[str, Any]:
-    """Submit, do the case's action while it generates, wait for the end."""
+def _drive(
+    target: Target, case: Case, task_id: str, inputs: Inputs
+) -> tuple[dict[str, Any], str | None]:
+    """Submit, do the case's action while it generates (with the task behind it claimed, so
+    its request waits at the runtime), wait for the end."""
     if case.action is None:
-        return target.wait(task_id, _terminal, case.within_s, "finished")
+        return target.wait(task_id, _terminal, case.within_s, "finished"), None
     target.wait(task_id, lambda r: r.get("stage") in _GENERATING, case.within_s, "generating")
+    behind_id = None
+    if case.behind is not None:
+        body = case.behind(inputs)
+        behind_id = f"{task_id}-behind"
+        _with_id(case, body, behind_id)
+        target.submit(case.api, body)
+        target.wait(behind_id, lambda r: r.get("status") == "running", case.within_s, "claimed")
     if case.action == "cancel":
         target.cancel(task_id)
     else:
         target.control.crash(case.runtime)
         target.control.restart(case.runtime)
-    return target.wait(task_id, _terminal, case.within_s, "finished")
+    return target.wait(task_id, _terminal, case.within_s, "finished"), behind_id
 
 
 def _terminal(record: dict[str, Any]) -> bool:
@@ -69,7 +79,7 @@ def test_case(
             target.control.set_knobs(case.runtime, case.emulator_knobs)
         files_before = target.files(case.runtime)
         target.submit(case.api, body)
-        final = _drive(target, case, task_id)
+        final, behind_id = _drive(target, case, task_id, inputs[target_name])
         outcome = target.outcome(task_id, final, time.monotonic() - started)
         if case.runtime == "comfyui":
             leftover = target.files(case.runtime) - files_before
@@ -78,8 +88,14 @@ def test_case(
         record(case.id, target_name, expected, f"error: {type(exc).__name__}: {str(exc)[:120]}")
         raise
     record(case.id, target_name, expected, outcome)
+    _check(target_name, outcome, case.expect)
+    if behind_id is not None and case.behind_expect is not None:
+        final = target.wait(behind_id, _terminal, case.within_s, "finished")
+        behind = target.outcome(behind_id, final, time.monotonic() - started)
+        _check(f"{target_name}, the task behind", behind, case.behind_expect)
 
-    want = case.expect
+
+def _check(target_name: str, outcome: Outcome, want: Expect) -> None:
     assert (outcome.status, outcome.code, outcome.permanent) == (
         want.status,
         want.code,

@@ -435,6 +435,7 @@ class FakeRuntime:
     """SD WebUI-shaped fake: ``behaviours[task_id]`` (async callable) decides what a run does."""
 
     kind: str = "fake"
+    queues_requests: bool = False
     generation_s: float = 0.0
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     events: list[tuple[str, str]] = field(default_factory=list)
@@ -458,9 +459,25 @@ class FakeRuntime:
         values = {i.ref.path: base64.b64encode(i.data).decode() for i in inputs}
         return RuntimeRequest(request.task_id, request.tasktype, substitute(request.body, values))
 
+    # queues_requests: like SD WebUI, requests wait on one FIFO lock, and an interrupt stops
+    # whatever generates when it lands (a generation that starts clears it), after
+    # ``interrupt_lands_after`` seconds; an interrupted default generation answers early with
+    # ``"info": "interrupted"``.
+    interrupt_lands_after: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
     async def run(self, request: RuntimeRequest) -> RuntimeResult:
+        if not self.queues_requests:
+            return await self._generate(request)
+        self.events.append(("sent", request.task_id))
+        async with self._lock:
+            return await self._generate(request)
+
+    async def _generate(self, request: RuntimeRequest) -> RuntimeResult:
         assert not self.busy, "two generations at once"
         self.busy = True
+        self._stop = asyncio.Event()
         self.runs[request.task_id] = self.runs.get(request.task_id, 0) + 1
         self.events.append(("run", request.task_id))
         try:
@@ -469,11 +486,17 @@ class FakeRuntime:
                 result = await behaviour(request)
                 if isinstance(result, RuntimeResult):
                     return result
-            await asyncio.sleep(self.generation_s)
+            info = "{}"
+            if self.queues_requests:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.generation_s)
+                    info = "interrupted"
+            else:
+                await asyncio.sleep(self.generation_s)
             n = int(request.body.get("batch_size", 1))
             return RuntimeResult(
                 files=tuple(OutputFile(PNG, "image/png", "png") for _ in range(n)),
-                response={"images": [f"<output {i}>" for i in range(1, n + 1)], "info": "{}"},
+                response={"images": [f"<output {i}>" for i in range(1, n + 1)], "info": info},
             )
         finally:
             self.busy = False
@@ -481,6 +504,10 @@ class FakeRuntime:
 
     async def interrupt(self, task_id: str) -> None:
         self.interrupted.append(task_id)
+        if self.interrupt_lands_after:
+            await asyncio.sleep(self.interrupt_lands_after)
+        if self.busy:
+            self._stop.set()
 
 
 def task_body(task_id: str, **overrides: Any) -> dict[str, Any]:

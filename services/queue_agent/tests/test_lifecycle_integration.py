@@ -61,7 +61,7 @@ async def test_runtime_exiting_mid_task_is_retried_and_completes_once(stack: Sta
     assert stack.status("crash").attempts == 2
 
 
-async def test_sigterm_with_task_in_flight_completes_once_and_hands_back_prefetched(
+async def test_sigterm_with_tasks_at_the_runtime_completes_them_once_and_hands_back_prefetched(
     stack: Stack, tmp_path: Path
 ) -> None:
     http_port = free_port()
@@ -70,8 +70,8 @@ async def test_sigterm_with_task_in_flight_completes_once_and_hands_back_prefetc
         env = os.environ | stack.env(
             "sdruntime", emu.url, http_port=http_port, drain_file=drain_file, drain_seconds=30
         )
-        stack.submit(task("task-a"))
-        stack.submit(task("task-b"))
+        for name in ("task-a", "task-b", "task-c"):
+            stack.submit(task(name))
         log_path = tmp_path / "agent.log"
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
@@ -89,8 +89,9 @@ async def test_sigterm_with_task_in_flight_completes_once_and_hands_back_prefetc
             metrics = (await asyncio.to_thread(_get, f"{base}/metrics"))[1]
             assert "sdq_agent_runtime_busy_ratio" in metrics and "sdq_agent_in_flight" in metrics
             await _until(
-                lambda: log_path.read_text().count('"task_received"') == 2, 10, "the prefetch"
+                lambda: log_path.read_text().count('"task_received"') == 3, 10, "the prefetch"
             )
+            # One generates, one waits at the runtime behind it (look-ahead), one is prefetched.
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(40):
                 assert await proc.wait() == 0, log_path.read_text()
@@ -98,12 +99,14 @@ async def test_sigterm_with_task_in_flight_completes_once_and_hands_back_prefetc
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert stats.generations_started == 1
+        # The drain finishes what the runtime has (its request for the queued one is sent).
+        assert stats.generations_started == 2
     assert drain_file.read_text() == "drained\n"
-    # SQS does not keep order: whichever was generating completes, the other was prefetched.
-    [note] = await asyncio.to_thread(stack.notifications, 1)
-    assert note["status"] == "completed"
-    other = "task-b" if note["id"] == "task-a" else "task-a"
+    # SQS does not keep order: whichever two reached the runtime complete, the third was only
+    # prefetched.
+    notes = await asyncio.to_thread(stack.notifications, 2)
+    assert [n["status"] for n in notes] == ["completed", "completed"]
+    [other] = {"task-a", "task-b", "task-c"} - {n["id"] for n in notes}
     assert stack.status(other).status.value != "completed"
     sqs = stack.client("sqs")
     attrs = sqs.get_queue_attributes(

@@ -77,6 +77,9 @@ class AgentSettings(BaseSettings):
     # Tasks received and prepared ahead of the runtime (a receive waits for half of them to be
     # free, so one call brings several).
     prefetch: Annotated[int, Field(ge=0, le=10)] = 4
+    # Send the next task's request while the runtime still generates, so it starts the moment
+    # the current one ends (used with runtimes that queue requests in order: SD WebUI).
+    runtime_lookahead: bool = True
     wait_time_seconds: Annotated[int, Field(ge=0, le=20)] = 20
     interrupt_grace_seconds: Annotated[float, Field(gt=0, le=600)] = 15
     # --- start-up / shutdown ---

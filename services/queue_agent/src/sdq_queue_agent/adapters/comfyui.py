@@ -51,6 +51,7 @@ CHUNK = 256 * 1024
 
 class ComfyUiRuntime:
     kind = "comfyui"
+    queues_requests = False  # look-ahead not verified against its queue and interrupt
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ class _Run:
 
 class InvokeAiRuntime:
     kind = "invokeai"
+    queues_requests = False  # look-ahead not verified against its session queue
 
     def __init__(
         self,

@@ -37,6 +37,10 @@ MODEL_LOAD = aiohttp.ClientTimeout(total=900, sock_connect=10)
 
 class SdWebUiRuntime:
     kind = "sdwebui"
+    # v1.10.1 runs every generation route under one FIFOLock (modules/call_queue.py
+    # queue_lock; modules/api/api.py text2imgapi/img2imgapi/extras), and encodes the answer's
+    # images after releasing it: a request sent ahead starts as soon as the one before ends.
+    queues_requests = True
 
     def __init__(
         self,

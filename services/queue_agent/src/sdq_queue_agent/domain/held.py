@@ -34,6 +34,9 @@ Signal = Literal["deadline", "cancel", "release"]
 class Phase(Enum):
     PREPARING = "preparing"  # parse, claim, fetch inputs
     READY = "ready"  # prepared, waiting for a generator
+    # Sent to the runtime behind the generation in progress (runtime look-ahead): the runtime
+    # starts it the moment that one ends.
+    QUEUED = "queued"
     GENERATING = "generating"  # the runtime works on it
     FINISHING = "finishing"  # upload, status, notify, or an outcome being recorded
 
@@ -42,6 +45,7 @@ class Phase(Enum):
 STAGE = {
     Phase.PREPARING: "preparing",
     Phase.READY: "prefetched",
+    Phase.QUEUED: "prefetched",
     Phase.GENERATING: "generating",
     Phase.FINISHING: "uploading",
 }
@@ -70,8 +74,9 @@ class Held:
     signalled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
-    def generating(self) -> bool:
-        return self.phase is Phase.GENERATING
+    def at_runtime(self) -> bool:
+        """The runtime has its request (generating it, or queued behind the one it generates)."""
+        return self.phase in (Phase.GENERATING, Phase.QUEUED)
 
     def raise_signal(self, signal: Signal) -> None:
         if self.signal is None:
@@ -273,7 +278,7 @@ class HeldRegistry:
                 held.log.info("cancellation_requested")
                 held.raise_signal("cancel")
             return
-        if held.generating:  # another receive took the task over: stop and hand it back
+        if held.at_runtime:  # another receive took the task over: stop and hand it back
             held.log.warning("lost_the_task_s_lease_interrupting_and_handing_it_back")
             held.leased = False
             held.raise_signal("release")

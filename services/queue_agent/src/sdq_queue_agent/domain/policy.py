@@ -28,6 +28,9 @@ class WorkerConfig:
     backoff_max: float = 300.0
     concurrency: int = 1
     prefetch: int = 1
+    # Each generator sends the next request while the runtime still generates, when the
+    # runtime queues requests (Runtime.queues_requests): it starts it without a round trip.
+    lookahead: bool = True
     wait_time: int = 20
     burst_wait_time: int = 1
     interrupt_grace: float = 15.0

@@ -168,6 +168,9 @@ class Runtime(Protocol):
     """One generation backend (SD WebUI, ComfyUI), chosen once from config."""
 
     kind: str
+    # Requests sent while one generates wait and then run one at a time in the order they
+    # came (the agent may then send the next task's request ahead: runtime look-ahead).
+    queues_requests: bool
 
     async def ping(self) -> None:
         """Raise when the runtime does not answer its cheap health route."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -61,6 +62,16 @@ EMPTY_POLL_PAUSE = 0.05
 __all__ = ["Worker", "WorkerConfig"]
 
 
+@dataclass
+class Sent:
+    """A job whose request the runtime has."""
+
+    job: Job
+    run: asyncio.Future[RuntimeResult]
+    # The agent asked the runtime to interrupt it (cancel, deadline, drain).
+    interrupted: bool = False
+
+
 class Worker:
     def __init__(
         self,
@@ -89,7 +100,9 @@ class Worker:
             clock,
             max_delay=config.delete_max_delay,
             status=status,
-            idle=lambda: not self._held.count(Phase.PREPARING, Phase.READY, Phase.GENERATING),
+            idle=lambda: (
+                not self._held.count(Phase.PREPARING, Phase.READY, Phase.QUEUED, Phase.GENERATING)
+            ),
         )
         self._preparer = Preparer(
             config,
@@ -118,6 +131,9 @@ class Worker:
         self._tg: asyncio.TaskGroup | None = None
         self._ready: asyncio.Queue[Job | None] = asyncio.Queue()
         self._runtime_down = False
+        # Send the next request while the runtime generates (only to a runtime that queues
+        # requests and runs them in order).
+        self._lookahead = config.lookahead and runtime.queues_requests
 
     # ----------------------------------------------------------------------- public
 
@@ -244,11 +260,37 @@ class Worker:
     # ----------------------------------------------------------------------- generate
 
     async def _generate_loop(self) -> None:
+        """One generator: the head generation, and (runtime look-ahead) the next request sent
+        behind it, so a runtime that queues requests starts it the moment the head ends."""
+        ahead: asyncio.Future[Sent | None] | None = None
+        suspect = False
+        try:
+            while True:
+                if ahead is None:
+                    sent = await self._send_next(queued=False)
+                else:
+                    sent, ahead = await ahead, None
+                if sent is None:
+                    await self._held.notify()
+                    return
+                self._held.generating(sent.job.held)
+                if self._lookahead and not suspect:
+                    ahead = asyncio.ensure_future(self._send_next(queued=True))
+                await self._head(sent, suspect)
+                # An interrupt meant for the head may have reached the runtime after the head
+                # ended, and stopped the generation sent behind it: that one runs again.
+                suspect = sent.interrupted and ahead is not None and ahead.done()
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+
+    async def _send_next(self, *, queued: bool) -> Sent | None:
+        """The next prepared job with its request sent to the runtime (None: stop); ``queued``:
+        sent behind the generation in progress."""
         while True:
             job = await self._ready.get()
             if job is None:
-                await self._held.notify()
-                return
+                return None
             held = job.held
             if self._stop.is_set():
                 await self._outcomes.release(held, "shutting down")
@@ -258,41 +300,51 @@ class Worker:
                 held.phase = Phase.FINISHING
                 self._spawn(self._outcomes.cancelled(held), held)
                 continue
-            self._held.generating(held)
-            started = self._clock.monotonic()
-            try:
-                with held.stage("generate"):
-                    # The request goes out first; waking the receiver (CPU work for the next
-                    # prefetch) comes after, so nothing sits between two generations.
-                    run = asyncio.ensure_future(self._runtime.run(job.request))
-                    await self._held.notify()
-                    result = await self._generate(job, run, started)
-            except TaskFailure as failure:
-                if isinstance(failure, RuntimeUnavailableError):
-                    self._runtime_down = True
+            held.phase = Phase.QUEUED if queued else Phase.GENERATING
+            # The request goes out first; waking the receiver (CPU work for the next prefetch)
+            # comes after, so nothing sits between two generations.
+            sent = Sent(job, asyncio.ensure_future(self._runtime.run(job.request)))
+            await self._held.notify()
+            return sent
+
+    async def _head(self, sent: Sent, suspect: bool) -> None:
+        """The generation at the head of the runtime, to its outcome."""
+        job = sent.job
+        held = job.held
+        started = self._clock.monotonic()
+        try:
+            with held.stage("generate"):
+                result = await self._generate(sent, started)
+                if suspect:
+                    held.log.info("generating_again_after_an_interrupt_meant_for_the_task_ahead")
+                    sent.run = asyncio.ensure_future(self._runtime.run(job.request))
+                    result = await self._generate(sent, self._clock.monotonic())
+        except TaskFailure as failure:
+            if isinstance(failure, RuntimeUnavailableError):
+                self._runtime_down = True
+            held.phase = Phase.FINISHING
+            # Beside the next generation (a permanent failure's delete waits for a batch).
+            self._spawn(self._outcomes.fail(held, failure), held)
+            return
+        except TaskCancelled:
+            held.phase = Phase.FINISHING
+            self._spawn(self._outcomes.cancelled(held), held)
+            return
+        except TaskReleased:
+            held.phase = Phase.FINISHING
+            await self._outcomes.release(held, "drain budget exhausted; interrupted")
+            return
+        except Exception:
+            held.log.exception("unexpected_error_during_generation_returning_the_message")
+            held.phase = Phase.FINISHING
+            await self._outcomes.backoff(held)
+            return
+        finally:
+            if held.phase is Phase.GENERATING:
                 held.phase = Phase.FINISHING
-                # Beside the next generation (a permanent failure's delete waits for a batch).
-                self._spawn(self._outcomes.fail(held, failure), held)
-                continue
-            except TaskCancelled:
-                held.phase = Phase.FINISHING
-                self._spawn(self._outcomes.cancelled(held), held)
-                continue
-            except TaskReleased:
-                held.phase = Phase.FINISHING
-                await self._outcomes.release(held, "drain budget exhausted; interrupted")
-                continue
-            except Exception:
-                held.log.exception("unexpected_error_during_generation_returning_the_message")
-                held.phase = Phase.FINISHING
-                await self._outcomes.backoff(held)
-                continue
-            finally:
-                if held.phase is Phase.GENERATING:
-                    held.phase = Phase.FINISHING
-                if self._ready.empty():  # else the next iteration notifies after its request
-                    await self._held.notify()
-            self._spawn(self._finish(job, result), held)
+            if self._ready.empty():  # else the next send notifies after its request
+                await self._held.notify()
+        self._spawn(self._finish(job, result), held)
 
     async def _finish(self, job: Job, result: RuntimeResult) -> None:
         # Yield once: the next generation request (started right after this task was spawned)
@@ -300,9 +352,8 @@ class Worker:
         await asyncio.sleep(0)
         await self._outcomes.complete(job, result)
 
-    async def _generate(
-        self, job: Job, run: asyncio.Future[RuntimeResult], started: float
-    ) -> RuntimeResult:
+    async def _generate(self, sent: Sent, started: float) -> RuntimeResult:
+        job, run = sent.job, sent.run
         held = job.held
         signalled: asyncio.Future[Any] = asyncio.ensure_future(held.signalled.wait())
         try:
@@ -315,6 +366,7 @@ class Worker:
             if run in done:
                 return run.result()
             held.raise_signal("deadline")
+            sent.interrupted = True
             await self._interrupt(job, run)
         finally:
             signalled.cancel()
@@ -359,12 +411,12 @@ class Worker:
             self._ready.put_nowait(None)
 
         def generating() -> bool:
-            return self._held.count(Phase.GENERATING) > 0
+            return self._held.count(Phase.GENERATING, Phase.QUEUED) > 0
 
         try:
             async with asyncio.timeout(self._cfg.drain_seconds):
                 await self._held.wait_for(lambda: not generating())
         except TimeoutError:
             for held in self._held.values():
-                if held.generating:
+                if held.at_runtime:
                     held.raise_signal("release")
