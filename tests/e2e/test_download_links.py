@@ -82,11 +82,9 @@ def _get(url: str) -> bytes:
         return bytes(resp.read())
 
 
-def test_submit_wait_downloads_through_links_without_aws_credentials(
-    stack, tmp_path, monkeypatch, capsys
-):
-    state, info = stack
-    # A profile that knows the API only: no AWS endpoint, no credentials.
+def _api_only_profile(info, tmp_path: Path, monkeypatch) -> Path:
+    """A profile that knows the API only, and an environment with no AWS endpoint and no
+    credentials anywhere."""
     profile = tmp_path / "api-only.json"
     profile.write_text(json.dumps({"api_url": info["api_url"], "api_key": info["api_key"]}))
     for name in AWS_VARIABLES:
@@ -95,6 +93,23 @@ def test_submit_wait_downloads_through_links_without_aws_credentials(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     assert boto3.session.Session().get_credentials() is None  # nothing to sign S3 calls with
+    return profile
+
+
+def _stored(info, uris: list[str]) -> dict[str, bytes]:
+    s3 = _s3(info)
+    stored = {}
+    for uri in uris:
+        bucket, key = parse_s3_uri(uri)
+        stored[key.rsplit("/", 1)[-1]] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return stored
+
+
+def test_submit_wait_downloads_through_links_without_aws_credentials(
+    stack, tmp_path, monkeypatch, capsys
+):
+    state, info = stack
+    profile = _api_only_profile(info, tmp_path, monkeypatch)
 
     out = tmp_path / "out"
     code = main(
@@ -109,11 +124,7 @@ def test_submit_wait_downloads_through_links_without_aws_credentials(
     assert len(files) == 2 and all(f.parent == out / "links-1" for f in files)
 
     notification = _notification(info, "links-1")
-    s3 = _s3(info)
-    by_name = {}
-    for uri in notification["image_url"]:
-        bucket, key = parse_s3_uri(uri)
-        by_name[key.rsplit("/", 1)[-1]] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    by_name = _stored(info, notification["image_url"])
     assert {f.name: f.read_bytes() for f in files} == by_name
 
     # The notification's own links work without credentials too, and point at moto.
@@ -136,3 +147,29 @@ def test_submit_wait_downloads_through_links_without_aws_credentials(
         signatures = [urllib.parse.parse_qs(urllib.parse.urlsplit(u).query) for u in links]
         for query in signatures:
             assert query["X-Amz-Signature"][0] not in text
+
+
+def test_submit_wait_downloads_an_animation_workflow_s_outputs_without_aws_credentials(
+    stack, repo_root, tmp_path, monkeypatch, capsys
+):
+    """The animation example (an animated WebP and its four frames from ComfyUI) through the
+    CLI with no AWS credentials: every output arrives, byte for byte, the animation as .webp."""
+    _, info = stack
+    profile = _api_only_profile(info, tmp_path, monkeypatch)
+    workflow = repo_root / "tests" / "examples" / "comfyui-animation-api.json"
+    out = tmp_path / "out"
+    code = main(
+        [
+            "submit", "--runtime", "comfyui", "--workflow", str(workflow), "--id", "links-anim",
+            "--wait", "--out", str(out), "--timeout", "120", "--profile", str(profile),
+        ]
+    )  # fmt: skip
+    stdout, stderr = capsys.readouterr()
+    assert code == Exit.OK, stderr
+    files = [Path(line) for line in stdout.split()]
+
+    notification = _notification(info, "links-anim")
+    kinds = sorted((f["kind"], f["content_type"]) for f in notification["files"])
+    assert kinds == [("animation", "image/webp"), *[("image", "image/png")] * 4]
+    assert {f.name: f.read_bytes() for f in files} == _stored(info, notification["image_url"])
+    assert sorted(f.suffix for f in files) == [".png"] * 4 + [".webp"]
