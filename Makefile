@@ -21,7 +21,7 @@ MYPY_TESTS := --allow-untyped-defs --allow-incomplete-defs --allow-untyped-calls
 # `make test` reports coverage of every src package (report only: no threshold).
 COVERAGE := --cov --cov-report=term-missing:skip-covered
 
-PY_SRC := libs/contracts/src libs/observability/src libs/testing/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src devtools/bench/src devtools/conformance/src cli/src k8s/src terraform/src
+PY_SRC := libs/contracts/src libs/observability/src libs/moto/src libs/testing/src services/*/src devtools/runtime_emulator/src devtools/local_stack/src devtools/bench/src devtools/conformance/src cli/src k8s/src terraform/src
 
 -include mk/*.mk
 

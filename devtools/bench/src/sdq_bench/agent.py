@@ -411,7 +411,8 @@ def agent_env(
 def moto_argv(kind: str, port: int) -> list[str]:
     py = sys.executable
     if kind == "werkzeug":
-        return [str(Path(py).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+        # moto's own werkzeug server (moto.server.main), DynamoDB isolated like every moto we run
+        return [py, "-m", "sdq_local.aws_emulator", "-H", "127.0.0.1", "-p", str(port)]
     return [py, "-m", "sdq_bench.moto_front", "-H", "127.0.0.1", "-p", str(port)]
 
 

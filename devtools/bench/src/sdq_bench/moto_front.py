@@ -4,7 +4,13 @@
 request with ``Connection: close``: each AWS call then pays a TCP connect and a new server
 thread, and in the benchmark that cost is moto's, not the agent's. Here aiohttp keeps
 connections alive and runs the same WSGI app (moto's ``DomainDispatcherApplication``) in a
-thread pool, one request at a time per thread, like werkzeug's threaded server did.
+thread pool, one request at a time per thread, like werkzeug's threaded server did. moto's
+DynamoDB backend is not thread-safe (its ``transact_write_items`` deep-copies every table it
+touches and, when any condition fails, puts those copies back, undoing what other threads wrote
+meanwhile: in this bench at 0.1 s/image, 11 of 28 announce transactions were refused because of
+``complete`` writes lost that way), so DynamoDB requests take one lock for their whole request
+(``sdq_moto.isolate_dynamodb``, as the test fixture's and the local stack's moto servers do);
+a thread waiting for it spends no CPU, so the per-call CPU below stays moto's work.
 
 ``GET /__bench/stats`` answers ``{"connections": TCP connections that carried AWS requests,
 "requests": n,
@@ -29,6 +35,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from sdq_bench.calls import classify
+from sdq_moto import isolate_dynamodb
 
 STATS_PATH = "/__bench/stats"
 # Response headers aiohttp sets itself (a WSGI app's own would be duplicated or wrong).
@@ -145,6 +152,7 @@ def moto_wsgi_app() -> WsgiApp:
         create_backend_app,
     )
 
+    isolate_dynamodb()
     app = DomainDispatcherApplication(create_backend_app)
     return app
 

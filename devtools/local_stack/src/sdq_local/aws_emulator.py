@@ -1,4 +1,9 @@
-"""The local stack's AWS emulator: the moto server, with its access log scrubbed.
+"""The local stack's AWS emulator: the moto server, its DynamoDB requests isolated, its access
+log scrubbed.
+
+moto's server is threaded but its DynamoDB backend is not thread-safe (a refused transaction puts
+back a copy of the table taken before it, undoing other requests' writes): DynamoDB requests are
+served one at a time (``sdq_moto.isolate_dynamodb``), as real DynamoDB isolates them.
 
 moto's HTTP server (werkzeug) logs every request line, query string included; a download link
 fetched from the local stack would leave its signature and credential in
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from sdq_moto import isolate_dynamodb
 from sdq_observability.logs import Scrubber
 
 _SCRUB = Scrubber()
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("werkzeug").addFilter(ScrubSignedQueries())
     from moto.server import main as moto_main  # noqa: PLC0415 - after the filter is in place
 
+    isolate_dynamodb()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 
