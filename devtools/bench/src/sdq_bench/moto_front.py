@@ -8,9 +8,13 @@ thread pool, one request at a time per thread, like werkzeug's threaded server d
 DynamoDB backend is not thread-safe (its ``transact_write_items`` deep-copies every table it
 touches and, when any condition fails, puts those copies back, undoing what other threads wrote
 meanwhile: in this bench at 0.1 s/image, 11 of 28 announce transactions were refused because of
-``complete`` writes lost that way), so DynamoDB requests take one lock for their whole request
-(``sdq_moto.isolate_dynamodb``, as the test fixture's and the local stack's moto servers do);
-a thread waiting for it spends no CPU, so the per-call CPU below stays moto's work.
+``complete`` writes lost that way), so DynamoDB requests take one lock for their whole request;
+a thread waiting for it spends no CPU, so the per-call CPU below stays moto's work. moto is
+prepared as the test fixture's and the local stack's moto servers are
+(``sdq_moto.prepare_moto_server``, ``libs/moto/README.md``): besides that lock, a failed
+transaction is rolled back by item instead of by deep copies of whole tables, and work moto
+repeats on every request (backend lookup, method list, update-expression parsing and its
+tree-only validation) is done once. Every call still reaches moto and is served by it.
 
 ``GET /__bench/stats`` answers ``{"connections": TCP connections that carried AWS requests,
 "requests": n,
@@ -35,7 +39,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from sdq_bench.calls import classify
-from sdq_moto import isolate_dynamodb
+from sdq_moto import prepare_moto_server
 
 STATS_PATH = "/__bench/stats"
 # Response headers aiohttp sets itself (a WSGI app's own would be duplicated or wrong).
@@ -152,7 +156,7 @@ def moto_wsgi_app() -> WsgiApp:
         create_backend_app,
     )
 
-    isolate_dynamodb()
+    prepare_moto_server()
     app = DomainDispatcherApplication(create_backend_app)
     return app
 

@@ -1,9 +1,10 @@
-"""The local stack's AWS emulator: the moto server, its DynamoDB requests isolated, its access
-log scrubbed.
+"""The local stack's AWS emulator: the moto server, prepared as every moto server sdq runs, its
+access log scrubbed.
 
 moto's server is threaded but its DynamoDB backend is not thread-safe (a refused transaction puts
 back a copy of the table taken before it, undoing other requests' writes): DynamoDB requests are
-served one at a time (``sdq_moto.isolate_dynamodb``), as real DynamoDB isolates them.
+served one at a time, as real DynamoDB isolates them, and moto's pathological per-request costs
+are cut (``sdq_moto.prepare_moto_server``, see ``libs/moto/README.md``).
 
 moto's HTTP server (werkzeug) logs every request line, query string included; a download link
 fetched from the local stack would leave its signature and credential in
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from sdq_moto import isolate_dynamodb
+from sdq_moto import prepare_moto_server
 from sdq_observability.logs import Scrubber
 
 _SCRUB = Scrubber()
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("werkzeug").addFilter(ScrubSignedQueries())
     from moto.server import main as moto_main  # noqa: PLC0415 - after the filter is in place
 
-    isolate_dynamodb()
+    prepare_moto_server()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 

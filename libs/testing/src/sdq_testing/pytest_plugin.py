@@ -1,8 +1,9 @@
 """pytest fixtures shared by every package's tests (loaded with ``-p sdq_testing.pytest_plugin``).
 
-- ``aws_endpoint`` (session): a moto server on 127.0.0.1 on a free port, started once, its
-  DynamoDB requests served one at a time (``sdq_moto.isolate_dynamodb``: moto's DynamoDB is not
-  thread-safe, the server is). When
+- ``aws_endpoint`` (session): a moto server on 127.0.0.1 on a free port, started once, prepared
+  as every moto server sdq runs (``sdq_moto.prepare_moto_server``: DynamoDB requests one at a
+  time, since moto's DynamoDB is not thread-safe and the server is; failed transactions rolled
+  back by item; per-request lookups kept). When
   ``SDQ_TEST_AWS_ENDPOINT_URL`` is set (LocalStack, a real account), that endpoint is used
   instead and nothing is reset.
 - ``aws`` (function): the endpoint with state reset and the AWS_* environment pointing at it,
@@ -64,9 +65,9 @@ def aws_endpoint() -> Iterator[AwsTarget]:
         return
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only when emulating
 
-    from sdq_moto import isolate_dynamodb  # noqa: PLC0415 - only when emulating
+    from sdq_moto import prepare_moto_server  # noqa: PLC0415 - only when emulating
 
-    isolate_dynamodb()
+    prepare_moto_server()
     # Port 0: the system picks a free port when the server binds (no race with other tests).
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
