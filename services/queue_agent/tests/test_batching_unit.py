@@ -120,7 +120,32 @@ def test_the_delete_delay_stays_far_below_the_heartbeat_period() -> None:
     assert cfg().delete_max_delay == 5.0  # a batch of ten fills at 0.5 s per image
     assert cfg().announce_window == 15.0  # 2 x the batch delay + 5 s
     assert cfg(visibility=6, delete_delay=5.0).delete_max_delay == 1.0
-    assert [cfg(prefetch=p).receive_batch for p in (0, 1, 2, 3, 4, 10)] == [1, 1, 1, 2, 2, 5]
+    assert [cfg().receive_batch(p) for p in (0, 1, 2, 3, 4, 10)] == [1, 1, 1, 2, 2, 5]
+    # The prefetch depth covers prefetch_seconds of generation, between the count and ten.
+    timed = cfg(prefetch=4, prefetch_seconds=1.0)
+    assert [timed.prefetch_depth(g) for g in (None, 2.0, 0.5, 0.25, 0.2, 0.1, 0.01)] == [
+        4, 4, 4, 4, 5, 10, 10,
+    ]  # fmt: skip
+    assert cfg(prefetch=4, prefetch_seconds=1.0, concurrency=2).prefetch_depth(0.25) == 8
+    assert cfg(prefetch=4).prefetch_depth(0.1) == 4  # off by default in the domain
+
+
+@pytest.mark.parametrize(("prefetch_seconds", "deepest"), [(1.0, 9), (0.0, 3)])
+async def test_short_generations_deepen_the_prefetch(prefetch_seconds: float, deepest: int) -> None:
+    """At 0.1 s per image a prefetch of 2 is 0.2 s of work; with prefetch_seconds=1 the agent
+    prepares ten ahead once it has seen how long a generation takes: its second receive asks
+    for nine (one of the first three is still prepared), later ones for five (half the depth).
+    Without it, 3 is the first receive of a prefetch of 2 (two ahead plus the idle
+    generator)."""
+    h = make_harness(prefetch=2, prefetch_seconds=prefetch_seconds)
+    h.runtime.generation_s = 0.1
+    for n in range(40):
+        h.queue.send(task_body(f"t{n}"))
+    await h.burst(timeout=60)
+    assert max(h.queue.receives) == deepest
+    if prefetch_seconds:
+        assert set(h.queue.receives[2:-1]) == {5}
+    assert len(h.publisher.published) == 40 and not h.queue.messages
 
 
 # --------------------------------------------------------------------------- the worker

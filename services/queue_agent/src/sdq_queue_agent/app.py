@@ -76,6 +76,7 @@ def worker_config(settings: AgentSettings) -> WorkerConfig:
         backoff_max=settings.retry_backoff_max_seconds,
         concurrency=settings.concurrency,
         prefetch=settings.prefetch,
+        prefetch_seconds=settings.prefetch_seconds,
         lookahead=settings.runtime_lookahead,
         wait_time=settings.wait_time_seconds,
         burst_wait_time=min(settings.wait_time_seconds, 1),

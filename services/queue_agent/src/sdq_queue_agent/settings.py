@@ -77,6 +77,9 @@ class AgentSettings(BaseSettings):
     # Tasks received and prepared ahead of the runtime (a receive waits for half of them to be
     # free, so one call brings several).
     prefetch: Annotated[int, Field(ge=0, le=10)] = 4
+    # Short generations deepen the prefetch (up to ten) until this much generation time is
+    # prepared ahead: at 0.1 s per image, 4 tasks would be 0.4 s, less than one slow AWS call.
+    prefetch_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
     # Send the next task's request while the runtime still generates, so it starts the moment
     # the current one ends (used with runtimes that queue requests in order: SD WebUI).
     runtime_lookahead: bool = True

@@ -125,6 +125,10 @@ class HeldRegistry:
         self._metrics = metrics
         self._held: dict[str, Held] = {}
         self._changed = asyncio.Condition()
+        # Typical generation seconds (a moving average of the successful ones), which sizes
+        # the prefetch depth.
+        self._generation_s: float | None = None
+        self.depth = config.prefetch
 
     def __len__(self) -> int:
         return len(self._held)
@@ -142,7 +146,13 @@ class HeldRegistry:
         """How many more messages to receive: the prefetch plus idle generators, minus what is
         received and not yet generating."""
         idle = self._cfg.concurrency - self.count(Phase.GENERATING)
-        return self._cfg.prefetch + max(idle, 0) - self.count(Phase.PREPARING, Phase.READY)
+        return self.depth + max(idle, 0) - self.count(Phase.PREPARING, Phase.READY)
+
+    def generated(self, seconds: float) -> None:
+        """A generation took ``seconds``: the prefetch depth follows the typical length."""
+        typical = self._generation_s
+        self._generation_s = seconds if typical is None else 0.8 * typical + 0.2 * seconds
+        self.depth = self._cfg.prefetch_depth(self._generation_s)
 
     def hold(self, message: ReceivedMessage) -> Held:
         # A missing or malformed header yields no parent: the task starts a trace of its own.

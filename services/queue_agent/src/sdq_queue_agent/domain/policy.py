@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -13,6 +14,8 @@ from sdq_queue_agent.errors import DeadlineExceededError, TaskFailure
 
 # SQS refuses a visibility timeout of 12 hours or more.
 MAX_VISIBILITY = 43_199
+# The deepest prefetch: what one ReceiveMessage can bring.
+MAX_PREFETCH = 10
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class WorkerConfig:
     backoff_max: float = 300.0
     concurrency: int = 1
     prefetch: int = 1
+    # Short generations deepen the prefetch until this much generation time is prepared ahead
+    # (0: the prefetch count alone), up to MAX_PREFETCH.
+    prefetch_seconds: float = 0.0
     # Each generator sends the next request while the runtime still generates, when the
     # runtime queues requests (Runtime.queues_requests): it starts it without a round trip.
     lookahead: bool = True
@@ -70,11 +76,19 @@ class WorkerConfig:
         arriving sooner and finding no mark is handed back until this has passed."""
         return 2 * self.delete_max_delay + 5
 
-    @property
-    def receive_batch(self) -> int:
-        """Free slots that make a receive worth its call: half the prefetch depth (at least
-        one, never more than the prefetch depth)."""
-        return max(1, (self.prefetch + 1) // 2)
+    def receive_batch(self, depth: int) -> int:
+        """Free slots that make a receive worth its call: half the prefetch ``depth`` (at least
+        one, never more than the depth)."""
+        return max(1, (depth + 1) // 2)
+
+    def prefetch_depth(self, generation_s: float | None) -> int:
+        """Tasks to prepare ahead: the prefetch count, or more when generations of
+        ``generation_s`` (typical, None: not known yet) need them to cover ``prefetch_seconds``
+        of generation across the generators."""
+        if not self.prefetch_seconds or not generation_s:
+            return self.prefetch
+        wanted = math.ceil(self.prefetch_seconds * self.concurrency / generation_s)
+        return max(self.prefetch, min(MAX_PREFETCH, wanted))
 
     @property
     def lease_seconds(self) -> float:

@@ -225,7 +225,7 @@ class Worker:
         """A receive once enough slots are free to make the call worth it (half the prefetch
         depth). The threshold never exceeds the prefetch depth, so the receive goes out while
         the other half is still prepared ahead of the runtime: it never runs dry waiting."""
-        return self._held.capacity() >= self._cfg.receive_batch
+        return self._held.capacity() >= self._cfg.receive_batch(self._held.depth)
 
     async def _await_runtime(self) -> None:
         """Receive nothing until the runtime answers again (or the agent stops)."""
@@ -344,6 +344,7 @@ class Worker:
                 held.phase = Phase.FINISHING
             if self._ready.empty():  # else the next send notifies after its request
                 await self._held.notify()
+        self._held.generated(job.timings["generate"])
         self._spawn(self._finish(job, result), held)
 
     async def _finish(self, job: Job, result: RuntimeResult) -> None:
