@@ -139,3 +139,37 @@ def test_copies_of_kept_trees_are_deep_copies() -> None:
         assert shape(first) == shape(second) == shape(copy.deepcopy(kept))
         assert first is not kept and first.children[0] is not kept.children[0]
         assert first.children[0] is not second.children[0]
+
+
+def test_kept_conditions_answer_as_parsed() -> None:
+    comparisons: Any = importlib.import_module("moto.dynamodb.comparisons")
+    dynamo_type: Any = importlib.import_module("moto.dynamodb.models.dynamo_type")
+    parser = comparisons.ConditionExpressionParser
+    condition = "#s = :v AND attribute_not_exists(#h) OR size(#l) > :n"
+    names = {"#s": "s", "#h": "h", "#l": "l"}
+    items = [
+        dynamo_type.Item(dynamo_type.DynamoType({"S": "k"}), None, attrs)
+        for attrs in (
+            {"s": {"S": "a"}, "l": {"L": []}},
+            {"s": {"S": "b"}, "l": {"L": [{"S": "x"}] * 3}},
+            {"s": {"S": "a"}, "h": {"S": "y"}, "l": {"L": [{"S": "x"}]}},
+        )
+    ]
+    for value in ("a", "b"):  # the same expression with other values is another condition
+        values = {":v": {"S": value}, ":n": {"N": "2"}}
+        answers = []
+        for _ in range(3):  # parsed, then kept
+            p = parser(condition, names, values)
+            op = p.parse()
+            answers.append(
+                ([op.expr(i) for i in items], p.expr_attr_names_found, p.expr_attr_values_found)
+            )
+        fresh = parser(condition, names, values)
+        fresh_op = parser.parse.__wrapped__(fresh)
+        expected = (
+            [fresh_op.expr(i) for i in items],
+            fresh.expr_attr_names_found,
+            fresh.expr_attr_values_found,
+        )
+        assert answers == [expected] * 3
+    assert [op.expr(i) for i in items] == [False, True, False]

@@ -13,8 +13,9 @@ a thread waiting for it spends no CPU, so the per-call CPU below stays moto's wo
 prepared as the test fixture's and the local stack's moto servers are
 (``sdq_moto.prepare_moto_server``, ``libs/moto/README.md``): besides that lock, a failed
 transaction is rolled back by item instead of by deep copies of whole tables, and work moto
-repeats on every request (backend lookup, method list, update-expression parsing and its
-tree-only validation) is done once. Every call still reaches moto and is served by it.
+repeats on every request (backend lookup, method list, update- and condition-expression
+parsing, the update's tree-only validation) is done once. Every call still reaches moto and is
+served by it.
 
 ``GET /__bench/stats`` answers ``{"connections": TCP connections that carried AWS requests,
 "requests": n,

@@ -5,7 +5,8 @@
   ...) against ``backends.list_of_moto_modules()`` - an ``os.listdir`` of moto's package and an
   ``os.path.isdir`` per entry (≈ 1.4 ms of CPU on our machine, for a host that never matches) -
   then against every backend URL regex in turn. Its answer depends on the host alone (moto's
-  installed package and its URL index do not change while it runs): it is kept per host.
+  installed package and its URL index do not change while it runs): it is kept per host (moto's
+  "Unable to find appropriate backend" print for an unknown AWS host then appears once).
 - ``BaseResponse.call_action`` (``moto/core/responses.py``) lists the response class's methods
   with ``inspect.getmembers`` on every request to check the action exists: kept per class (a
   fresh list each time, as before).
@@ -28,6 +29,12 @@
   replace its nodes), ≈ 1,400 Python-level ``copy`` calls for the claim. A kept tree is pickled
   once and each copy unpickled (the same objects rebuilt through the same ``__reduce_ex__``
   protocol, in C); a tree that cannot be pickled is deep-copied as before.
+- ``UpdateItem`` also parses its ``ConditionExpression`` twice with the same names and values
+  (``ConditionExpressionParser.parse``, ``moto/dynamodb/comparisons.py``: in the response to
+  list the placeholders used, in the backend to evaluate it). The last few parses are kept by
+  (expression, names, values), with the placeholders the parse found; a kept condition is
+  returned as it is: its nodes are only assigned in their constructors, and evaluating them
+  (``expr(item)``) reads the item.
 """
 
 from __future__ import annotations
@@ -162,6 +169,44 @@ def _skip_accepted_passes(validator_class: Any) -> None:
     setattr(validator_class, _MARK, True)
 
 
+_CONDITIONS_KEPT = 16  # the same condition is parsed twice within one request
+
+
+def _per_condition(parse: Any) -> Any:
+    kept: dict[str, tuple[Any, list[str], list[str]]] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(parse)
+    def parse_once(self: Any) -> Any:
+        key = repr(
+            (
+                self.condition_expression,
+                self.expression_attribute_names,
+                self.expression_attribute_values,
+            )
+        )
+        with lock:
+            hit = kept.get(key)
+        if hit is None:
+            op = parse(self)
+            with lock:
+                if len(kept) >= _CONDITIONS_KEPT:
+                    kept.clear()
+                kept[key] = (
+                    op,
+                    list(self.expr_attr_names_found),
+                    list(self.expr_attr_values_found),
+                )
+            return op
+        op, names_found, values_found = hit
+        self.expr_attr_names_found.extend(names_found)
+        self.expr_attr_values_found.extend(values_found)
+        return op
+
+    setattr(parse_once, _MARK, True)
+    return parse_once
+
+
 def cache_request_lookups() -> None:
     """Keep moto's per-request lookups and parsed update expressions (see the module).
     Idempotent."""
@@ -172,6 +217,7 @@ def cache_request_lookups() -> None:
     DomainDispatcherApplication = werkzeug_app.DomainDispatcherApplication
     UpdateExpressionParser = expressions.UpdateExpressionParser
     validators: Any = importlib.import_module("moto.dynamodb.parsing.validators")
+    comparisons: Any = importlib.import_module("moto.dynamodb.comparisons")
 
     with _PATCHING:
         if not getattr(DomainDispatcherApplication.get_backend_for_host, _MARK, False):
@@ -185,3 +231,6 @@ def cache_request_lookups() -> None:
         if not getattr(validators.UpdateExpressionValidator, _MARK, False):
             _skip_accepted_passes(validators.UpdateExpressionValidator)
             validators.deepcopy = _PARSED.copy  # the module's `from copy import deepcopy`
+        parser = comparisons.ConditionExpressionParser
+        if not getattr(parser.parse, _MARK, False):
+            parser.parse = _per_condition(parser.parse)

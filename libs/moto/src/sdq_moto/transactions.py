@@ -21,7 +21,8 @@ transaction runs, so its rollback only needs the items it names.
    on the items it names, and those change only ``Table.items`` and the table's stream.
 
 It falls back to moto's whole-table copies, unchanged, when an item cannot be named (a malformed
-operation: moto reports it) or a table has a stream (records of rolled-back writes would stay).
+operation, a table not found by its name: moto reports them) or a table has a stream (records of
+rolled-back writes would stay).
 It also rolls back on the error moto leaves half-applied (more than one operation in one item:
 moto raises before its rollback; DynamoDB applies nothing). Applied where sdq runs moto as a
 server: the bench, the test fixture and the local stack; ``libs/moto/tests`` holds it to moto's
@@ -76,10 +77,8 @@ def _named_items(backend: Any, transact_items: Any) -> Snapshot | None:
         for entry in transact_items:
             op_type, op = next(iter(entry.items()))
             table = backend.tables.get(op.get("TableName"))
-            if table is None:
-                continue  # moto reports the missing table; nothing of it can change
-            if table.stream_shard is not None:
-                return None
+            if table is None or table.stream_shard is not None:
+                return None  # not named as moto's own snapshot names it (an ARN?), or streamed
             attrs = op["Item"] if op_type == "Put" else op["Key"]
             hash_key = DynamoType(attrs[table.hash_key_attr])
             range_key = None
