@@ -329,10 +329,14 @@ def test_verdict_names_each_missed_goal():
 
 
 def test_verdict_blames_a_saturated_emulator_before_anything_else():
-    v = judge(emulator_share=0.9, foreign_share=0.5, starved_receives=3)
-    assert v.bottleneck == "emulator"
+    v = judge(duty_cycle=0.94, emulator_share=0.9, foreign_share=0.5, starved_receives=3)
+    assert (v.bottleneck, v.meets_goals) == ("emulator", False)
     assert v.line.startswith("EMULATOR-BOUND (emulator side 90% of its core)")
     assert judge(emulator_share=0.84).bottleneck == "agent"
+    # The goal met on a saturated emulator side: the duty cycle is a lower bound of the agent's.
+    busy = judge(duty_cycle=0.96, emulator_share=0.9)
+    assert (busy.bottleneck, busy.meets_goals) == ("emulator", True)
+    assert busy.line.startswith("EMULATOR-BUSY (emulator side 90% of its core)")
 
 
 def test_verdict_reports_starvation_then_foreign_load():

@@ -318,8 +318,9 @@ def verdict(
     goal = duty_goal(gen_s)
     checks = []
     ok = True
+    duty_met = goal is None or duty_cycle >= goal
     if goal is not None:
-        passed = duty_cycle >= goal
+        passed = duty_met
         ok &= passed
         checks.append(f"duty {duty_cycle:.3f} {'>=' if passed else '<'} {goal}")
     passed = calls_per_task <= CALLS_PER_TASK_GOAL
@@ -328,6 +329,13 @@ def verdict(
         f"{calls_per_task:.1f} calls/task {'<=' if passed else '>'} {CALLS_PER_TASK_GOAL:g}"
     )
     goals = ("goals met: " if ok else "goals MISSED: ") + ", ".join(checks)
+    if emulator_share >= EMULATOR_SATURATED and duty_met:
+        return Verdict(
+            "emulator",
+            ok,
+            f"EMULATOR-BUSY (emulator side {emulator_share:.0%} of its core): the agent kept "
+            f"this duty cycle even so, a lower bound of its own; {goals}",
+        )
     if emulator_share >= EMULATOR_SATURATED:
         return Verdict(
             "emulator",
