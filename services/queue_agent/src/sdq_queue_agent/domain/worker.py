@@ -6,7 +6,9 @@ Stages of one message (each in its own task of one TaskGroup):
    row, fetch inputs and stage them on the runtime — while the runtime generates the previous
    task;
 2. *generate* (here): one runtime call per generator (``concurrency``), with a deadline, cancel
-   and shutdown signals that interrupt the runtime; never retried;
+   and shutdown signals that interrupt the runtime; never retried. With a runtime that queues
+   requests in order (SD WebUI), each generator sends the next request while the current one
+   generates (look-ahead), so the runtime never waits for the agent between two tasks;
 3. *outcome* (:mod:`.outcomes`): upload, status, publish, delete — or fail, retry, cancel,
    release — while the runtime already generates the next task.
 
